@@ -1,0 +1,15 @@
+"""Application configuration: connects receivers and checks, and queries nothing."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class MemDBConfig(AppConfig):
+    name = "django_memdb"
+    verbose_name = "Django Memory Database"
+    # 0.0.6 created PersistentStorage with an AutoField id.
+    default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        from . import checks, receivers  # noqa: F401

@@ -1,0 +1,1 @@
+"""The ``django_memdb.backend`` database engine."""

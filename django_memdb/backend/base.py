@@ -1,0 +1,202 @@
+"""Database engine of the in-memory alias: Django's SQLite backend on a shared connection."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.db import connections
+from django.db.backends.sqlite3 import base as sqlite3_base
+
+from . import shared
+
+
+class _AtomicBlocks(list):  # type: ignore[type-arg]
+    """``atomic_blocks`` that notices when a user's block returns to a TestCase's.
+
+    Django's TestCase wraps every test in atomic blocks that never commit. As
+    Django does for ``atomic(durable=True)``, a block opened by the test itself
+    counts as committed when it exits back to the TestCase's blocks.
+    """
+
+    def __init__(self, wrapper: DatabaseWrapper, blocks: Any = ()) -> None:
+        super().__init__(blocks)
+        self.wrapper = wrapper
+
+    def pop(self, *args: Any) -> Any:
+        block = super().pop(*args)
+        if (
+            self
+            and not getattr(block, "_from_testcase", False)
+            and all(getattr(b, "_from_testcase", False) for b in self)
+            and sys.exc_info()[0] is None
+        ):
+            self.wrapper.memdb_changes_committed()
+        return block
+
+
+class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
+    """Cursor whose statements run under the shared database's lock."""
+
+    memdb_wrapper: DatabaseWrapper
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        database = self.memdb_wrapper.memdb_database
+        database.lock.acquire()
+        try:
+            return super().execute(query, params)
+        finally:
+            self.memdb_wrapper.memdb_after_statement(database)
+
+    def executemany(self, query: str, param_list: Any) -> Any:
+        database = self.memdb_wrapper.memdb_database
+        database.lock.acquire()
+        try:
+            return super().executemany(query, param_list)
+        finally:
+            self.memdb_wrapper.memdb_after_statement(database)
+
+
+class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
+    """SQLite wrapper whose threads share one connection per process.
+
+    ``close()`` only detaches this wrapper: the database lives as long as the
+    process, whatever happens to Django's per-thread connections.
+    """
+
+    memdb_database: shared.SharedDatabase
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.memdb_hooked = False
+
+    @property  # type: ignore[override]
+    def atomic_blocks(self) -> _AtomicBlocks:
+        return self._memdb_atomic_blocks
+
+    @atomic_blocks.setter
+    def atomic_blocks(self, value: Any) -> None:
+        self._memdb_atomic_blocks = _AtomicBlocks(self, value)
+
+    # Connection life cycle
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        def connect() -> Any:
+            return super(DatabaseWrapper, self).get_new_connection(conn_params)
+
+        self.memdb_database = shared.get(self.settings_dict["NAME"], connect)
+        return self.memdb_database.connection
+
+    def ensure_connection(self) -> None:
+        if self.connection is None:
+            super().ensure_connection()
+        if not self.memdb_database.ready:
+            from .. import lifecycle
+
+            lifecycle.bootstrap(self)
+
+    def _close(self) -> None:
+        # Leave the shared connection open; end this thread's transaction.
+        database = self.memdb_database
+        with database.lock:
+            if database.owns_transaction():
+                self.connection.rollback()
+                database.track_transaction()
+
+    def is_in_memory_db(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        super(sqlite3_base.DatabaseWrapper, self).close()
+
+    # Statements and transactions under the shared lock
+
+    def create_cursor(self, name: str | None = None) -> Any:
+        cursor = self.connection.cursor(factory=SerializedCursor)
+        cursor.memdb_wrapper = self
+        return cursor
+
+    def memdb_after_statement(self, database: shared.SharedDatabase) -> None:
+        try:
+            database.track_transaction()
+            if database.dirty and not database.flushing:
+                self.memdb_schedule_flush()
+        finally:
+            database.lock.release()
+
+    def _commit(self) -> None:
+        database = self.memdb_database
+        database.lock.acquire()
+        try:
+            super()._commit()
+        finally:
+            hooked, self.memdb_hooked = self.memdb_hooked, False
+            database.track_transaction()
+            database.lock.release()
+        if database.dirty and not hooked:
+            # A manual transaction (set_autocommit(False)): no on_commit hook
+            # is allowed there, so flush here and keep failures pending.
+            from .. import spool
+
+            spool.changes_committed(database, raise_errors=False)
+
+    def _rollback(self) -> None:
+        database = self.memdb_database
+        database.lock.acquire()
+        try:
+            super()._rollback()
+        finally:
+            self.memdb_hooked = False
+            database.track_transaction()
+            database.lock.release()
+
+    def _set_autocommit(self, autocommit: bool) -> None:
+        database = self.memdb_database
+        with database.lock:
+            super()._set_autocommit(autocommit)
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        super()._savepoint_rollback(sid)
+        # Django drops on_commit callbacks registered inside the savepoint;
+        # changes made before it may still be pending.
+        self.memdb_hooked = False
+        if self.memdb_database.dirty and self.in_atomic_block:
+            self.memdb_hook_commit()
+
+    # Persistence hooks
+
+    def memdb_effectively_committed(self) -> bool:
+        """True when what this connection wrote counts as committed."""
+        if not self.connection.in_transaction:
+            return True
+        return (
+            self.in_atomic_block
+            and not self.needs_rollback
+            and bool(self.atomic_blocks)
+            and all(getattr(b, "_from_testcase", False) for b in self.atomic_blocks)
+        )
+
+    def memdb_schedule_flush(self) -> None:
+        if self.memdb_effectively_committed():
+            self.memdb_changes_committed()
+        elif self.in_atomic_block and not self.memdb_hooked:
+            self.memdb_hook_commit()
+
+    def memdb_hook_commit(self) -> None:
+        self.memdb_hooked = True
+        self.on_commit(self.memdb_changes_committed)
+
+    def memdb_changes_committed(self) -> None:
+        if self.memdb_database.dirty:
+            from .. import spool
+
+            spool.changes_committed(self.memdb_database)
+
+
+def detach_after_fork() -> None:
+    for wrapper in connections.all(initialized_only=True):
+        if isinstance(wrapper, DatabaseWrapper):
+            wrapper.connection = None
+
+
+shared.on_fork(detach_after_fork)

@@ -1,0 +1,105 @@
+"""One SQLite connection per process and database, and the lock that serialises it.
+
+SQLite's shared cache takes table locks that ignore the busy timeout, so
+threads with a connection each fail with "database table is locked". Instead
+every thread of a process uses the same connection, and a re-entrant lock is
+held for each statement and for the whole of every transaction: concurrent
+writers wait their turn instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class SharedDatabase:
+    """The process-wide state of one in-memory database."""
+
+    def __init__(self, name: str, connection: sqlite3.Connection) -> None:
+        self.name = name
+        self.connection = connection
+        self.lock = threading.RLock()
+        # Thread that holds ``lock`` for an open transaction (one extra level).
+        self.transaction_owner: int | None = None
+        # Set by the capture triggers, cleared when a flush took the changes.
+        self.dirty = False
+        self.ready = False
+        self.bootstrapping: int | None = None
+        self.flushing = False
+        # Per persistent model: what storage holds (see spool.TableState).
+        self.tables: dict[Any, Any] = {}
+        # Models whose stored data could not be restored, with the error.
+        self.failed: dict[Any, Exception] = {}
+        # The last flush error, None once a flush succeeded.
+        self.pending_error: Exception | None = None
+        # Whether the storage tables were seen in the spool database.
+        self.storage_checked = False
+        connection.create_function("django_memdb_changed", 0, self._mark_dirty)
+
+    def _mark_dirty(self) -> None:
+        self.dirty = True
+
+    def track_transaction(self) -> None:
+        """Hold the lock while the connection is inside a transaction.
+
+        Called with ``lock`` held, after every statement, commit and rollback.
+        """
+        if self.connection.in_transaction:
+            if self.transaction_owner is None:
+                self.lock.acquire()
+                self.transaction_owner = threading.get_ident()
+        elif self.transaction_owner is not None:
+            self.transaction_owner = None
+            self.lock.release()
+
+    def owns_transaction(self) -> bool:
+        return self.transaction_owner == threading.get_ident()
+
+
+_databases: dict[str, SharedDatabase] = {}
+_registry_lock = threading.Lock()
+
+
+def get(name: str, connect: Callable[[], sqlite3.Connection]) -> SharedDatabase:
+    """The shared database called ``name``, opened with ``connect`` on first use."""
+    try:
+        return _databases[name]
+    except KeyError:
+        pass
+    with _registry_lock:
+        if name not in _databases:
+            _databases[name] = SharedDatabase(name, connect())
+        return _databases[name]
+
+
+def existing(name: str) -> SharedDatabase | None:
+    return _databases.get(name)
+
+
+def all_databases() -> list[SharedDatabase]:
+    return list(_databases.values())
+
+
+def _after_fork_in_child() -> None:
+    # The parent's connection and locks may be mid-use by threads that do not
+    # exist here: forget them (never close them) and start afresh.
+    global _registry_lock
+    _databases.clear()
+    _registry_lock = threading.Lock()
+    for callback in _fork_callbacks:
+        callback()
+
+
+_fork_callbacks: list[Callable[[], Any]] = []
+
+
+def on_fork(callback: Callable[[], Any]) -> None:
+    """Run ``callback`` in a forked child after the registry was reset."""
+    _fork_callbacks.append(callback)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,74 @@
+"""Change capture inside the in-memory database.
+
+Triggers on every persistent table append the primary key of each changed row
+to one change table, in the same transaction as the change: a rollback also
+takes back the record of it, and every write path (ORM, bulk, cascades, raw
+SQL) is seen. A flush reads the changed rows and deletes the records it took.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+from django.db import models
+
+CHANGES = "django_memdb_changes"
+
+_CHANGE_TABLE = (
+    f'CREATE TABLE IF NOT EXISTS "{CHANGES}" '
+    "(seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk NOT NULL)"
+)
+
+
+def _quote(name: str) -> str:
+    return '"%s"' % name.replace('"', '""')
+
+
+def _literal(value: str) -> str:
+    return "'%s'" % value.replace("'", "''")
+
+
+def _trigger_names(table: str) -> tuple[str, str, str]:
+    return (f"django_memdb_{table}_ins", f"django_memdb_{table}_upd", f"django_memdb_{table}_del")
+
+
+def install_change_table(connection: sqlite3.Connection) -> None:
+    connection.execute(_CHANGE_TABLE)
+
+
+def install_triggers(connection: sqlite3.Connection, model_list: Iterable[type[models.Model]]) -> None:
+    """Create the capture triggers (idempotent: also after a table was rebuilt)."""
+    for model in model_list:
+        table = model._meta.db_table
+        pk = _quote(model._meta.pk.column)
+        record = f"INSERT INTO {CHANGES} (tbl, pk) VALUES ({_literal(table)}, %s); "
+        mark = "SELECT django_memdb_changed(); "
+        ins, upd, delete = (_quote(name) for name in _trigger_names(table))
+        quoted = _quote(table)
+        connection.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {ins} AFTER INSERT ON {quoted} "
+            f"BEGIN {record % ('NEW.' + pk)}{mark}END"
+        )
+        connection.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {upd} AFTER UPDATE ON {quoted} BEGIN "
+            f"{record % ('NEW.' + pk)}"
+            f"INSERT INTO {CHANGES} (tbl, pk) SELECT {_literal(table)}, OLD.{pk} "
+            f"WHERE OLD.{pk} IS NOT NEW.{pk}; {mark}END"
+        )
+        connection.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {delete} AFTER DELETE ON {quoted} "
+            f"BEGIN {record % ('OLD.' + pk)}{mark}END"
+        )
+
+
+def drop_triggers(connection: sqlite3.Connection, model: type[models.Model]) -> None:
+    for name in _trigger_names(model._meta.db_table):
+        connection.execute(f"DROP TRIGGER IF EXISTS {_quote(name)}")
+
+
+def existing_tables(connection: sqlite3.Connection) -> set[str]:
+    return {
+        row[0]
+        for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }

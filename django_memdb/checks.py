@@ -1,0 +1,186 @@
+"""System checks for every misconfiguration of django-memdb a project can make."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.db import models, router
+
+from . import registry
+from .conf import DURABILITY_CHOICES, conf
+from .mixins import InMemoryDB, PeristentInMemoryDB
+from .router import MemDB
+
+ENGINE = "django_memdb.backend"
+
+
+@register(Tags.database, Tags.compatibility)
+def check_alias(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    alias = conf.MEMDB_NAME
+    database = settings.DATABASES.get(alias)
+    if database is None:
+        return [
+            Error(
+                f"DATABASES has no entry for the in-memory alias '{alias}'.",
+                hint=(
+                    "Add django_integrator.add_application('django_memdb') at the "
+                    f"bottom of settings.py, or DATABASES['{alias}'] = "
+                    f"{{'ENGINE': '{ENGINE}', 'NAME': "
+                    "'file:django_memdb?mode=memory&cache=shared'}."
+                ),
+                id="django_memdb.E001",
+            )
+        ]
+    name = str(database.get("NAME", ""))
+    if database.get("ENGINE") != ENGINE or not (name == ":memory:" or "mode=memory" in name):
+        return [
+            Error(
+                f"DATABASES['{alias}'] is not an in-memory database of django-memdb "
+                f"(ENGINE {database.get('ENGINE')!r}, NAME {name!r}).",
+                hint=(
+                    f"Use 'ENGINE': '{ENGINE}' with a NAME such as "
+                    "'file:django_memdb?mode=memory&cache=shared'. With another "
+                    "engine every thread or request gets its own empty database."
+                ),
+                id="django_memdb.E002",
+            )
+        ]
+    return []
+
+
+@register(Tags.database)
+def check_router(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    if any(isinstance(each, MemDB) for each in router.routers):
+        return []
+    return [
+        Error(
+            "The router of django-memdb is not installed: in-memory models would be "
+            "read from and written to the default database.",
+            hint="Add 'django_memdb.dbrouter.MemDB' to DATABASE_ROUTERS.",
+            id="django_memdb.E003",
+        )
+    ]
+
+
+def _foreign_keys(model: type[models.Model]) -> Iterator[models.ForeignKey[Any, Any]]:
+    for field in model._meta.local_fields:
+        if isinstance(field, models.ForeignKey):
+            yield field
+
+
+@register(Tags.models)
+def check_relations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    errors: list[Any] = []
+    for model in apps.get_models(include_auto_created=True):
+        inside = registry.is_in_memory(model)
+        for field in _foreign_keys(model):
+            target = field.related_model
+            if not isinstance(target, type) or not field.db_constraint:
+                continue
+            if inside and not registry.is_in_memory(target):
+                errors.append(
+                    Error(
+                        f"{model._meta.label}.{field.name} is a database-level foreign "
+                        f"key from the in-memory database to {target._meta.label}, "
+                        "which is not in it.",
+                        hint="Declare the field with db_constraint=False; reads across "
+                        "the two databases keep working.",
+                        obj=field,
+                        id="django_memdb.E004",
+                    )
+                )
+            elif not inside and registry.is_in_memory(target):
+                errors.append(
+                    Error(
+                        f"{model._meta.label}.{field.name} is a database-level foreign "
+                        f"key to the in-memory model {target._meta.label} from outside "
+                        "the in-memory database.",
+                        hint="Declare the field with db_constraint=False.",
+                        obj=field,
+                        id="django_memdb.E005",
+                    )
+                )
+            elif (
+                inside
+                and registry.is_persistent(model)
+                and not registry.is_persistent(target)
+            ):
+                errors.append(
+                    Warning(
+                        f"{model._meta.label}.{field.name} refers to {target._meta.label}, "
+                        "which is in memory but not persistent: after a restart the "
+                        "restored rows point at rows that are gone.",
+                        hint=f"Tag {target._meta.label} with PeristentInMemoryDB too.",
+                        obj=field,
+                        id="django_memdb.W001",
+                    )
+                )
+    return errors
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+@register(Tags.models)
+def check_models(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    errors: list[Any] = []
+    seen: set[type] = set()
+    for model in _subclasses(InMemoryDB):
+        if model in seen or not issubclass(model, models.Model) or model.__module__ == "__fake__":
+            continue
+        seen.add(model)
+        meta = model._meta
+        if meta.abstract or meta.proxy:
+            continue
+        persistent = issubclass(model, PeristentInMemoryDB)
+        if persistent and meta.app_label not in apps.app_configs:
+            errors.append(
+                Error(
+                    f"{meta.label} is persistent but its app '{meta.app_label}' is not "
+                    "in INSTALLED_APPS: its table is never created nor restored.",
+                    hint=f"Add the app of {meta.label} to INSTALLED_APPS.",
+                    obj=model,
+                    id="django_memdb.E006",
+                )
+            )
+        pk = meta.pk
+        if persistent and (pk is None or not pk.concrete or len(getattr(pk, "fields", ())) > 1):
+            errors.append(
+                Error(
+                    f"{meta.label} is persistent but has no single-column primary key.",
+                    hint="Give the model a single-column primary key (the default id is fine).",
+                    obj=model,
+                    id="django_memdb.E007",
+                )
+            )
+    return errors
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    errors: list[Any] = []
+    if conf.MEMDB_DURABILITY not in DURABILITY_CHOICES:
+        errors.append(
+            Error(
+                f"MEMDB_DURABILITY is {conf.MEMDB_DURABILITY!r}.",
+                hint="Use one of: " + ", ".join(repr(c) for c in DURABILITY_CHOICES) + ".",
+                id="django_memdb.E008",
+            )
+        )
+    interval = conf.MEMDB_FLUSH_INTERVAL
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        errors.append(
+            Error(
+                f"MEMDB_FLUSH_INTERVAL is {interval!r}.",
+                hint="Use a number of seconds greater than 0.",
+                id="django_memdb.E009",
+            )
+        )
+    return errors

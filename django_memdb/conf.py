@@ -1,0 +1,67 @@
+"""Settings of django-memdb, read lazily with their defaults in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from . import settings as integrator_settings
+
+DURABILITY_COMMIT = "commit"
+DURABILITY_INTERVAL = "interval"
+DURABILITY_SHUTDOWN = "shutdown"
+DURABILITY_CHOICES = (DURABILITY_COMMIT, DURABILITY_INTERVAL, DURABILITY_SHUTDOWN)
+
+DEFAULTS: dict[str, Any] = {
+    "MEMDB_NAME": integrator_settings.MEMDB_NAME,
+    "MEMDB_PROCESS_ENCODE": integrator_settings.MEMDB_PROCESS_ENCODE,
+    "MEMDB_PROCESS_DECODE": integrator_settings.MEMDB_PROCESS_DECODE,
+    "MEMDB_DURABILITY": DURABILITY_COMMIT,
+    "MEMDB_FLUSH_INTERVAL": 1.0,
+    "MEMDB_COMPACT_MIN_ROWS": 1000,
+    "MEMDB_COMPACT_RATIO": 1.0,
+    "MEMDB_SPOOL_DATABASE": "default",
+}
+
+
+class Settings:
+    """Each property reads the project setting on access, so override_settings works."""
+
+    def _get(self, name: str) -> Any:
+        return getattr(settings, name, DEFAULTS[name])
+
+    @property
+    def MEMDB_NAME(self) -> str:
+        return self._get("MEMDB_NAME")
+
+    @property
+    def MEMDB_PROCESS_ENCODE(self) -> str:
+        return self._get("MEMDB_PROCESS_ENCODE")
+
+    @property
+    def MEMDB_PROCESS_DECODE(self) -> str:
+        return self._get("MEMDB_PROCESS_DECODE")
+
+    @property
+    def MEMDB_DURABILITY(self) -> str:
+        return self._get("MEMDB_DURABILITY")
+
+    @property
+    def MEMDB_FLUSH_INTERVAL(self) -> float:
+        return self._get("MEMDB_FLUSH_INTERVAL")
+
+    @property
+    def MEMDB_COMPACT_MIN_ROWS(self) -> int:
+        return self._get("MEMDB_COMPACT_MIN_ROWS")
+
+    @property
+    def MEMDB_COMPACT_RATIO(self) -> float:
+        return self._get("MEMDB_COMPACT_RATIO")
+
+    @property
+    def MEMDB_SPOOL_DATABASE(self) -> str:
+        return self._get("MEMDB_SPOOL_DATABASE")
+
+
+conf = Settings()

@@ -1,0 +1,144 @@
+"""What happens to the in-memory database in each process: start, flush, exit.
+
+Nothing here runs during app initialisation: the first use of the alias in a
+process creates the schema, restores the persistent tables and installs the
+capture triggers (``bootstrap``), before the statement that asked for it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import threading
+from typing import Any
+
+from django.core.management import call_command
+from django.db import connections, models
+
+from . import capture, registry, restore, spool
+from .backend import shared
+from .conf import DURABILITY_INTERVAL, conf
+
+logger = logging.getLogger("django_memdb")
+
+
+def current_database() -> shared.SharedDatabase:
+    """The in-memory database of this process, started if need be."""
+    wrapper = connections[conf.MEMDB_NAME]
+    wrapper.ensure_connection()
+    return wrapper.memdb_database
+
+
+def ensure_usable(model: type[models.Model]) -> None:
+    """Refuse a table whose stored data could not be restored (see RestoreError)."""
+    name = connections.settings[conf.MEMDB_NAME]["NAME"] if conf.MEMDB_NAME in connections.settings else None
+    database = shared.existing(name) if name else None
+    if database is not None and database.failed:
+        error = database.failed.get(model._meta.concrete_model)
+        if error is not None:
+            raise type(error)(str(error))
+
+
+def bootstrap(wrapper: Any) -> None:
+    """Schema, restore and triggers, once per process and database."""
+    database: shared.SharedDatabase = wrapper.memdb_database
+    me = threading.get_ident()
+    if database.bootstrapping == me:
+        return
+    with database.lock:
+        if database.ready:
+            return
+        database.bootstrapping = me
+        try:
+            # The project's migrations, as ``migrate --database <alias>`` runs them.
+            call_command(
+                "migrate", database=wrapper.alias, run_syncdb=True,
+                verbosity=0, interactive=False, skip_checks=True,
+            )
+            conn = database.connection
+            capture.install_change_table(conn)
+            persistent = registry.persistent_models()
+            if persistent:
+                restore.restore_at_start(database)
+            existing = capture.existing_tables(conn)
+            capture.install_triggers(conn, [m for m in persistent if m._meta.db_table in existing])
+            database.ready = True
+        finally:
+            database.bootstrapping = None
+    if persistent:
+        _start_services(database)
+
+
+def reinstall_triggers() -> None:
+    """After a migration rebuilt tables of the alias, their triggers are gone."""
+    for database in shared.all_databases():
+        if database.ready:
+            with database.lock:
+                existing = capture.existing_tables(database.connection)
+                capture.install_triggers(
+                    database.connection,
+                    [m for m in registry.persistent_models() if m._meta.db_table in existing],
+                )
+
+
+# Services: the interval flusher and the flush at exit.
+
+_services_started: set[int] = set()
+_exit_hooks_installed = False  # inherited by forked children, like the hooks
+_stop = threading.Event()
+
+
+def flush_all(raise_errors: bool = False) -> None:
+    for database in shared.all_databases():
+        if database.ready:
+            spool.flush(database, raise_errors=raise_errors)
+
+
+def _interval_loop(database: shared.SharedDatabase) -> None:
+    while not _stop.wait(conf.MEMDB_FLUSH_INTERVAL):
+        try:
+            spool.flush(database, raise_errors=False)
+        finally:
+            connections.close_all()
+
+
+def _at_exit() -> None:
+    _stop.set()
+    flush_all()
+
+
+def _on_sigterm(previous: Any) -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        # Leave through the normal exit path, which flushes (see _at_exit).
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise SystemExit(128 + signum)
+
+    return handler
+
+
+def _start_services(database: shared.SharedDatabase) -> None:
+    if id(database) in _services_started:
+        return
+    _services_started.add(id(database))
+    global _exit_hooks_installed
+    if not _exit_hooks_installed:
+        _exit_hooks_installed = True
+        atexit.register(_at_exit)
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous not in (signal.SIG_IGN, None):
+                signal.signal(signal.SIGTERM, _on_sigterm(previous))
+    if conf.MEMDB_DURABILITY == DURABILITY_INTERVAL:
+        threading.Thread(
+            target=_interval_loop, args=(database,), name="django_memdb-flush", daemon=True
+        ).start()
+
+
+def _forget_services() -> None:
+    _services_started.clear()
+
+
+shared.on_fork(_forget_services)

@@ -1,0 +1,133 @@
+"""The store_save / store_load processor chains around stored blobs."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from django.db import models
+
+from . import rows, signals
+from .conf import conf
+from .exceptions import ProcessorError, RestoreError
+
+CODEC_LENGTH = 128
+
+
+def dotted_name(processor: Callable[..., Any]) -> str:
+    """Importable name of a processor, as recorded in ``codec``."""
+    while isinstance(processor, functools.partial):
+        processor = processor.func
+    target = processor if hasattr(processor, "__qualname__") else type(processor)
+    return f"{target.__module__}.{target.__qualname__}"
+
+
+def codec_of(processors: Iterable[Callable[..., Any]]) -> str:
+    return ",".join(dotted_name(p) for p in processors)[:CODEC_LENGTH]
+
+
+def _arguments(model: type[models.Model] | None, application: str, modelname: str, data: Any, process: str) -> dict[str, Any]:
+    return {
+        "data": data,
+        "application": application,
+        "model": modelname,
+        "database": conf.MEMDB_NAME,
+        "processors": [],
+        "process": process,
+    }
+
+
+def _run(arguments: dict[str, Any], signal: Any, sender: Any, what: str) -> list[Callable[..., Any]]:
+    label = f"{arguments['application']}.{arguments['model']}"
+    try:
+        signal.send(sender=sender, kwargs=arguments)
+    except Exception as exc:
+        raise ProcessorError(
+            f"{label}: a {what} receiver raised {exc!r}; fix or disconnect it."
+        ) from exc
+    processors = list(arguments["processors"])
+    for processor in processors:
+        try:
+            processor(arguments)
+        except Exception as exc:
+            raise ProcessorError(
+                f"{label}: processor {dotted_name(processor)} raised {exc!r} while "
+                f"{what}; fix or disconnect it. Nothing stored was changed."
+            ) from exc
+    return processors
+
+
+def encode(model: type[models.Model], items: Iterable[dict[str, Any]]) -> tuple[bytes, str]:
+    """The blob and codec to store for ``items`` of ``model``."""
+    application, modelname = model._meta.app_label, model.__name__
+    if not signals.store_save.has_listeners(model):
+        return rows.encode_items(items), ""
+    arguments = _arguments(model, application, modelname, list(items), conf.MEMDB_PROCESS_ENCODE)
+    processors = _run(arguments, signals.store_save, model, "encoding")
+    data = arguments["data"]
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        blob = bytes(data)
+    elif isinstance(data, list):
+        blob = rows.encode_items(data)
+    elif isinstance(data, str):
+        blob = json.dumps(data).encode("utf-8")
+    else:
+        raise ProcessorError(
+            f"{application}.{modelname}: the store_save processors returned "
+            f"{type(data).__name__}; they must leave bytes, str or a list in "
+            f"arguments['data']. Nothing stored was changed."
+        )
+    return blob, codec_of(processors)
+
+
+def as_bytes(data: Any) -> bytes:
+    """BinaryField values arrive as memoryview on PostgreSQL."""
+    if isinstance(data, memoryview):
+        return data.obj if isinstance(data.obj, bytes) and data.nbytes == len(data.obj) else data.tobytes()
+    return bytes(data) if isinstance(data, bytearray) else data
+
+
+def decode(
+    model: type[models.Model], application: str, modelname: str, data: Any, codec: str
+) -> Iterator[dict[str, Any]]:
+    """Items stored in a blob; RestoreError says which processors were expected."""
+    blob = as_bytes(data)
+    label = f"{application}.{modelname}"
+    connected: list[Callable[..., Any]] = []
+
+    def failure(problem: str) -> RestoreError:
+        recorded = codec or "none"
+        now = codec_of(connected) or "none"
+        hint = (
+            f"It was encoded by processors [{recorded}] and the store_load chain now "
+            f"connected is [{now}]: connect the processors that decode it"
+            if recorded != now
+            else "The blob may be corrupt"
+        )
+        return RestoreError(
+            f"Cannot restore {label}: {problem}. {hint}, then run restore again "
+            f"(manage.py memdb_restore --model {label}). The stored rows were kept."
+        )
+
+    if signals.store_load.has_listeners(model):
+        arguments = _arguments(model, application, modelname, blob, conf.MEMDB_PROCESS_DECODE)
+        try:
+            connected = _run(arguments, signals.store_load, model, "decoding")
+        except ProcessorError as exc:
+            raise failure(str(exc.__cause__ or exc)) from exc
+        data = arguments["data"]
+    else:
+        data = blob
+    try:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            yield from rows.iter_items(as_bytes(data))
+            return
+        if isinstance(data, str):
+            data = json.loads(data)
+        if not isinstance(data, list):
+            raise ValueError(f"the decoded data is {type(data).__name__}, not a list")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise failure(str(exc)) from exc
+    yield from data

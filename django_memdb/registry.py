@@ -1,0 +1,86 @@
+"""Which models live in memory, which are persisted, and their tables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from django.apps import apps
+from django.db import models
+
+from .mixins import InMemoryDB, PeristentInMemoryDB
+
+
+def _owner(model: type[models.Model]) -> type[models.Model] | None:
+    """The model that auto-created ``model`` (an M2M through table), if any."""
+    owner = model._meta.auto_created
+    return owner if isinstance(owner, type) else None
+
+
+def _current(model: type[models.Model]) -> type[models.Model]:
+    """Map a historical (migration) model to the project's current class."""
+    if model.__module__ == "__fake__":
+        try:
+            return apps.get_model(model._meta.app_label, model._meta.model_name)
+        except LookupError:
+            return model
+    return model
+
+
+def is_in_memory(model: type[models.Model]) -> bool:
+    """True for tagged models and the auto-created M2M tables they own."""
+    model = _current(model)
+    if issubclass(model, InMemoryDB):
+        return True
+    owner = _owner(model)
+    return owner is not None and issubclass(owner, InMemoryDB)
+
+
+def is_persistent(model: type[models.Model]) -> bool:
+    model = _current(model)
+    if issubclass(model, PeristentInMemoryDB):
+        return True
+    owner = _owner(model)
+    return owner is not None and issubclass(owner, PeristentInMemoryDB)
+
+
+def in_memory_models() -> list[type[models.Model]]:
+    """Concrete in-memory models of the installed apps (M2M tables included)."""
+    return [
+        model
+        for model in apps.get_models(include_auto_created=True)
+        if is_in_memory(model) and not model._meta.proxy
+    ]
+
+
+@lru_cache(maxsize=1)
+def _persistent_index() -> tuple[tuple[type[models.Model], ...], dict[str, type[models.Model]]]:
+    found = tuple(
+        model
+        for model in apps.get_models(include_auto_created=True)
+        if is_persistent(model) and not model._meta.proxy and model._meta.managed
+    )
+    return found, {model._meta.db_table: model for model in found}
+
+
+def persistent_models() -> tuple[type[models.Model], ...]:
+    return _persistent_index()[0]
+
+
+def model_for_table(table: str) -> type[models.Model] | None:
+    return _persistent_index()[1].get(table)
+
+
+def storage_key(model: type[models.Model]) -> tuple[str, str]:
+    """(application, modelname) as PersistentStorage records them (0.0.6 compatible)."""
+    return model._meta.app_label, model.__name__
+
+
+def model_for_key(application: str, modelname: str) -> type[models.Model] | None:
+    for model in persistent_models():
+        if storage_key(model) == (application, modelname):
+            return model
+    return None
+
+
+def clear_cache() -> None:
+    _persistent_index.cache_clear()

@@ -1,0 +1,235 @@
+"""Loading stored snapshots and journals into the in-memory tables.
+
+A table is loaded from its snapshot, then from its journal entries in order,
+with bulk upserts on the raw connection and the capture triggers off, so a
+restore is not journaled again. A table that fails to load is rolled back to
+empty, blocked with the error, and its stored rows are left as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
+from django.db import connections, models
+
+from . import capture, processors, registry, rows
+from . import settings as memdb_settings
+from .backend.shared import SharedDatabase
+from .conf import conf
+from .exceptions import MemDBError, RestoreError
+from .models import PersistentJournal, PersistentStorage
+from .storage import storage_table_exists, table_state
+
+logger = logging.getLogger("django_memdb")
+
+BATCH = 10_000
+
+
+def mark_restored() -> None:
+    memdb_settings.MEMDB_RESTORED = True
+    django_settings.MEMDB_RESTORED = True
+
+
+@contextmanager
+def _raw_transaction(conn: sqlite3.Connection, name: str) -> Iterator[None]:
+    """A transaction, or a savepoint inside the one already open."""
+    nested = conn.in_transaction
+    conn.execute(f"SAVEPOINT {name}" if nested else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        if nested:
+            conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+        else:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute(f"RELEASE SAVEPOINT {name}" if nested else "COMMIT")
+
+
+@contextmanager
+def _constraints_deferred(conn: sqlite3.Connection) -> Iterator[None]:
+    """Load rows in any order: foreign keys are checked once, after loading."""
+    if conn.in_transaction:
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+        yield
+        return
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+    for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
+        logger.warning(
+            "django_memdb: restored row %s of %s refers to a missing row of %s "
+            "(is %s persistent?)", rowid, table, parent, parent
+        )
+
+
+def _apply(conn: sqlite3.Connection, codec: rows.TableCodec, items: Iterable[dict[str, Any]], label: str) -> int:
+    upsert, delete = codec.upsert_sql(), codec.delete_sql()
+    count = 0
+    iterator = iter(items)
+    while batch := list(islice(iterator, BATCH)):
+        upserts, deletes = [], []
+        for item in batch:
+            try:
+                if item.get("deleted"):
+                    deletes.append((codec.pk_param(item["pk"]),))
+                else:
+                    upserts.append(codec.params(item))
+            except (KeyError, TypeError, ValueError, ValidationError, AttributeError) as exc:
+                raise RestoreError(
+                    f"Cannot restore {label}: the stored item {str(item)[:200]} does not "
+                    f"fit the model ({exc!r}). Fix the model or the stored data, then "
+                    f"run `manage.py memdb_restore --model {label}`. The stored rows were kept."
+                ) from exc
+        try:
+            conn.executemany(upsert, upserts)
+            conn.executemany(delete, deletes)
+        except sqlite3.Error as exc:
+            raise RestoreError(
+                f"Cannot restore {label}: {exc}. Does the model still match the stored "
+                f"data? Fix it, then run `manage.py memdb_restore --model {label}`. "
+                f"The stored rows were kept."
+            ) from exc
+        count += len(batch)
+    return count
+
+
+def _load_table(
+    database: SharedDatabase,
+    model: type[models.Model],
+    snapshots: Iterable[PersistentStorage],
+    using: str,
+) -> int:
+    """Load a table from the given snapshot rows and its journal; rows loaded."""
+    application, modelname = registry.storage_key(model)
+    label = f"{application}.{modelname}"
+    codec = rows.codec_for(model, connections[conf.MEMDB_NAME])
+    conn = database.connection
+    state = table_state(database, model)
+    state.snapshot_rows = state.journal_rows = 0
+    for snapshot in snapshots:
+        items = processors.decode(model, application, modelname, snapshot.data, snapshot.codec)
+        state.snapshot_rows += _apply(conn, codec, items, label)
+    journal = (
+        PersistentJournal.objects.using(using)
+        .filter(application=application, modelname=modelname)
+        .order_by("id")
+        .values_list("codec", "data", "rows")
+    )
+    for codec_name, data, count in journal.iterator(chunk_size=20):
+        _apply(conn, codec, processors.decode(model, application, modelname, data, codec_name), label)
+        state.journal_rows += count
+    return state.snapshot_rows + state.journal_rows
+
+
+def _load(
+    database: SharedDatabase,
+    wanted: dict[type[models.Model], list[PersistentStorage]],
+    using: str,
+) -> dict[type[models.Model], RestoreError]:
+    conn = database.connection
+    failures: dict[type[models.Model], RestoreError] = {}
+    with _constraints_deferred(conn), _raw_transaction(conn, "django_memdb_restore"):
+        for model, snapshots in wanted.items():
+            started = time.perf_counter()
+            try:
+                with _raw_transaction(conn, "django_memdb_table"):
+                    capture.drop_triggers(conn, model)
+                    count = _load_table(database, model, snapshots, using)
+            except MemDBError as exc:
+                error = exc if isinstance(exc, RestoreError) else RestoreError(str(exc))
+                failures[model] = error
+                database.failed[model] = error
+                logger.error("django_memdb: %s", error)
+            else:
+                database.failed.pop(model, None)
+                logger.info(
+                    "django_memdb: restored %s: %d rows in %.3f s",
+                    model._meta.label, count, time.perf_counter() - started,
+                )
+            capture.install_triggers(conn, [model])
+    return failures
+
+
+def _snapshot_rows(using: str, ids: Iterable[int]) -> Iterator[PersistentStorage]:
+    # One blob in memory at a time.
+    for pk in ids:
+        row = PersistentStorage.objects.using(using).filter(pk=pk).first()
+        if row is not None:
+            yield row
+
+
+def restore_at_start(database: SharedDatabase) -> None:
+    """Load every persistent table of this process from storage (tables are empty)."""
+    using = conf.MEMDB_SPOOL_DATABASE
+    if not storage_table_exists(connections[using]):
+        logger.warning(
+            "django_memdb: no stored tables to restore: the django_memdb tables are "
+            "missing in the '%s' database. Run `python manage.py migrate`.", using
+        )
+        return
+    database.storage_checked = True
+    keys: dict[tuple[str, str], list[int]] = {}
+    for pk, application, modelname in (
+        PersistentStorage.objects.using(using).order_by("id").values_list("id", "application", "modelname")
+    ):
+        keys.setdefault((application, modelname), []).append(pk)
+    for key in PersistentJournal.objects.using(using).values_list("application", "modelname").distinct():
+        keys.setdefault(tuple(key), [])  # type: ignore[arg-type]
+    wanted: dict[type[models.Model], Any] = {}
+    for (application, modelname), ids in keys.items():
+        model = registry.model_for_key(application, modelname)
+        if model is None:
+            logger.error(
+                "django_memdb: stored rows of %s.%s belong to no persistent model of "
+                "this project. They are kept; restore the model (or its "
+                "PeristentInMemoryDB tag), or delete the rows in the admin.",
+                application, modelname,
+            )
+            continue
+        # Several snapshot rows only come from 0.0.6; the newest one is current.
+        wanted[model] = _snapshot_rows(using, ids[-1:])
+    if wanted:
+        _load(database, wanted, using)
+    mark_restored()
+
+
+def restore_rows(database: SharedDatabase, query: Iterable[PersistentStorage] | None) -> None:
+    """Load given snapshot rows (or all) into live tables, then store memory again."""
+    from . import spool
+
+    using = conf.MEMDB_SPOOL_DATABASE
+    if query is None:
+        query = PersistentStorage.objects.using(using).order_by("id")
+    wanted: dict[type[models.Model], list[PersistentStorage]] = {}
+    problems: list[str] = []
+    for row in query:
+        model = registry.model_for_key(row.application, row.modelname)
+        if model is None:
+            problems.append(
+                f"{row.application}.{row.modelname} is no persistent model of this project; "
+                f"its stored row {row.pk} was kept."
+            )
+            continue
+        wanted.setdefault(model, []).append(row)
+    with database.lock:
+        spool.flush(database)
+        failures = _load(database, wanted, using)
+        for model in wanted:
+            if model not in failures:
+                spool.compact(database, model)
+    mark_restored()
+    problems.extend(str(error) for error in failures.values())
+    if problems:
+        raise RestoreError(" ".join(problems))

@@ -1,0 +1,207 @@
+"""Rows of an in-memory table to and from Django's serializer format.
+
+Stored data is the serializer format (``{"model", "pk", "fields"}`` dicts)
+with JSON values. Columns whose SQLite value already is that JSON value
+(integers, text, floats) are copied as they are; every other field goes
+through the field's own converters, so any field type round-trips.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
+from types import SimpleNamespace
+from typing import Any
+
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils.encoding import is_protected_type
+
+_IDENTITY = (
+    models.AutoField,
+    models.BigAutoField,
+    models.SmallAutoField,
+    models.IntegerField,
+    models.BigIntegerField,
+    models.SmallIntegerField,
+    models.PositiveIntegerField,
+    models.PositiveBigIntegerField,
+    models.PositiveSmallIntegerField,
+    models.CharField,
+    models.TextField,
+    models.SlugField,
+    models.EmailField,
+    models.URLField,
+    models.FloatField,
+)
+
+Converter = Callable[[Any], Any]
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _value_type(field: models.Field) -> type:
+    # A foreign key column holds its target's value.
+    while field.is_relation and (field.many_to_one or field.one_to_one):
+        field = field.target_field
+    return type(field)
+
+
+def _json_value(value: Any) -> Any:
+    """A protected (non-string) Python value as DjangoJSONEncoder would write it, unrounded."""
+    if isinstance(value, datetime.datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return value
+
+
+class TableCodec:
+    """Converts one model's rows between SQLite values and serializer items."""
+
+    def __init__(self, model: type[models.Model], connection: BaseDatabaseWrapper) -> None:
+        meta = model._meta
+        self.model = model
+        self.label = meta.label_lower
+        self.table = meta.db_table
+        self.pk = meta.pk
+        self.fields = [field for field in meta.local_concrete_fields if field is not self.pk]
+        self.names = [field.name for field in self.fields]
+        quote = connection.ops.quote_name
+        self.columns = [quote(self.pk.column)] + [quote(field.column) for field in self.fields]
+        self.quoted_table = quote(self.table)
+        self._connection = connection
+        self._to_json = [self._to_json_converter(field) for field in [self.pk, *self.fields]]
+        self._from_json = [self._from_json_converter(field) for field in [self.pk, *self.fields]]
+        self._identity = all(c is None for c in self._to_json + self._from_json)
+        self._getter = itemgetter(*self.names) if self.names else None
+
+    # SQLite value -> serializer value
+
+    def _to_json_converter(self, field: models.Field) -> Converter | None:
+        kind = _value_type(field)
+        if kind in _IDENTITY:
+            return None
+        if kind is models.BooleanField:
+            return lambda value: None if value is None else bool(value)
+        connection = self._connection
+        column = field.get_col(self.table)
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+
+        def convert(value: Any) -> Any:
+            for converter in converters:
+                value = converter(value, column, connection)
+            if value is None or is_protected_type(value):
+                return _json_value(value)
+            return field.value_to_string(SimpleNamespace(**{field.attname: value}))
+
+        return convert
+
+    # serializer value -> SQLite parameter
+
+    def _from_json_converter(self, field: models.Field) -> Converter | None:
+        if _value_type(field) in _IDENTITY:
+            return None
+        connection = self._connection
+
+        def convert(value: Any) -> Any:
+            if value is None:
+                return None
+            return field.get_db_prep_save(field.to_python(value), connection)
+
+        return convert
+
+    def item(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        """Serializer item of a row selected as ``select_columns``."""
+        if not self._identity:
+            row = tuple(
+                value if convert is None else convert(value)
+                for convert, value in zip(self._to_json, row)
+            )
+        return {"model": self.label, "pk": row[0], "fields": dict(zip(self.names, row[1:]))}
+
+    def pk_to_json(self, value: Any) -> Any:
+        convert = self._to_json[0]
+        return value if convert is None else convert(value)
+
+    def pk_param(self, value: Any) -> Any:
+        convert = self._from_json[0]
+        return value if convert is None else convert(value)
+
+    def params(self, item: dict[str, Any]) -> tuple[Any, ...]:
+        """SQLite parameters (in ``select_columns`` order) of a serializer item."""
+        fields = item["fields"]
+        if self._identity:
+            try:
+                if self._getter is None:
+                    return (item["pk"],)
+                values = self._getter(fields)
+                return (item["pk"], *values) if len(self.names) > 1 else (item["pk"], values)
+            except KeyError:
+                pass
+        out = [self.pk_param(item["pk"])]
+        for field, name, convert in zip(self.fields, self.names, self._from_json[1:]):
+            if name in fields:
+                value = fields[name]
+                out.append(value if convert is None else convert(value))
+            else:
+                # Stored before the field existed: use the field's default.
+                out.append(field.get_db_prep_save(field.get_default(), self._connection))
+        return tuple(out)
+
+    @property
+    def select_columns(self) -> str:
+        return ", ".join(self.columns)
+
+    def upsert_sql(self) -> str:
+        placeholders = ", ".join("?" * len(self.columns))
+        sql = f"INSERT INTO {self.quoted_table} ({self.select_columns}) VALUES ({placeholders}) "
+        if len(self.columns) == 1:
+            return sql + f"ON CONFLICT ({self.columns[0]}) DO NOTHING"
+        updates = ", ".join(f"{column} = excluded.{column}" for column in self.columns[1:])
+        return sql + f"ON CONFLICT ({self.columns[0]}) DO UPDATE SET {updates}"
+
+    def delete_sql(self) -> str:
+        return f"DELETE FROM {self.quoted_table} WHERE {self.columns[0]} = ?"
+
+
+_codecs: dict[tuple[type[models.Model], str], TableCodec] = {}
+
+
+def codec_for(model: type[models.Model], connection: BaseDatabaseWrapper) -> TableCodec:
+    key = (model, connection.alias)
+    codec = _codecs.get(key)
+    if codec is None:
+        codec = _codecs[key] = TableCodec(model, connection)
+    return codec
+
+
+# The stored JSON: one item a line, so that a large snapshot is read in chunks.
+
+
+def encode_items(items: Iterable[Any]) -> bytes:
+    return ("[\n" + ",\n".join(map(_encode_json, items)) + "\n]").encode("utf-8")
+
+
+def iter_items(blob: bytes, chunk_size: int = 1 << 20) -> Iterator[Any]:
+    """Items of a stored JSON list, parsed a chunk at a time when it has our layout."""
+    if not (blob.startswith(b"[\n") and blob.endswith(b"\n]")):
+        data = json.loads(blob.decode("utf-8"))
+        if not isinstance(data, list):
+            raise ValueError(f"expected a JSON list, got {type(data).__name__}")
+        yield from data
+        return
+    position, end = 2, len(blob) - 2
+    while position < end:
+        # JSON strings cannot hold a raw newline, so ",\n" only separates items.
+        cut = blob.find(b",\n", position + chunk_size, end)
+        if cut == -1:
+            cut = end
+        yield from json.loads(b"[" + blob[position:cut] + b"]")
+        position = cut + 2

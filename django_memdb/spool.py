@@ -1,0 +1,170 @@
+"""The persistence engine: journal committed changes, compact them into snapshots.
+
+A flush takes every change recorded by the capture triggers, reads the
+current state of those rows and, in one transaction of the spool database,
+appends one journal entry per table (or removes the stored rows of a table
+that became empty, or writes the first snapshot of a table). Only then are
+the change records deleted, so a failed flush leaves them pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connections, models, transaction
+
+from . import registry, rows, storage
+from .backend.shared import SharedDatabase
+from .capture import CHANGES
+from .conf import DURABILITY_COMMIT, conf
+from .exceptions import PersistenceError
+from .transactions import user_in_atomic
+
+logger = logging.getLogger("django_memdb")
+
+
+def changes_committed(database: SharedDatabase, raise_errors: bool = True) -> None:
+    """Called when changes to persistent tables became committed."""
+    if conf.MEMDB_DURABILITY == DURABILITY_COMMIT:
+        flush(database, raise_errors=raise_errors)
+    else:
+        # The interval thread or the exit handler takes them.
+        database.dirty = False
+
+
+def _memory_wrapper(database: SharedDatabase) -> Any:
+    wrapper = connections[conf.MEMDB_NAME]
+    return wrapper if getattr(wrapper, "memdb_database", None) is database else None
+
+
+def _can_flush_now(database: SharedDatabase) -> bool:
+    if not database.connection.in_transaction:
+        return True
+    # The lock is ours, so is the transaction: flush only if it counts as committed.
+    wrapper = _memory_wrapper(database)
+    return wrapper is not None and wrapper.memdb_effectively_committed()
+
+
+def _flush_after_spool_commit() -> None:
+    from .backend import shared
+
+    for database in shared.all_databases():
+        if database.ready:
+            flush(database, raise_errors=False)
+
+
+def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
+    """Journal all pending changes; returns the number of rows journaled."""
+    spool = connections[conf.MEMDB_SPOOL_DATABASE]
+    with database.lock:
+        if database.flushing or not _can_flush_now(database):
+            return 0
+        if user_in_atomic(spool):
+            # Written inside the project's transaction on the spool database,
+            # a journal entry would be lost with its rollback: wait for it.
+            if not any(f is _flush_after_spool_commit for _, f, _ in spool.run_on_commit):
+                spool.on_commit(_flush_after_spool_commit)
+            database.dirty = True
+            return 0
+        database.flushing = True
+        database.dirty = False
+        try:
+            count = _flush(database, spool)
+            database.pending_error = None
+            return count
+        except Exception as exc:
+            database.pending_error = exc
+            logger.error("django_memdb: flush failed, changes stay pending: %s", exc)
+            if not raise_errors:
+                return 0
+            if isinstance(exc, PersistenceError):
+                raise
+            raise PersistenceError(
+                f"A change committed in memory could not be written to the "
+                f"'{spool.alias}' database ({exc!r}). It stays pending and is "
+                f"retried at the next write, by `manage.py memdb_spool` and at exit."
+            ) from exc
+        finally:
+            database.flushing = False
+
+
+def _flush(database: SharedDatabase, spool: Any) -> int:
+    conn = database.connection
+    max_seq = conn.execute(f"SELECT max(seq) FROM {CHANGES}").fetchone()[0]
+    if max_seq is None:
+        return 0
+    tables = [r[0] for r in conn.execute(f"SELECT DISTINCT tbl FROM {CHANGES} WHERE seq <= ?", (max_seq,))]
+    wrapper = connections[conf.MEMDB_NAME]
+    work = []
+    for table in tables:
+        model = registry.model_for_table(table)
+        if model is None or model in database.failed:
+            continue
+        codec = rows.codec_for(model, wrapper)
+        columns = ", ".join(f"t.{c}" for c in codec.columns)
+        cursor = conn.execute(
+            f"SELECT c.pk, {columns} FROM (SELECT DISTINCT pk FROM {CHANGES} "
+            f"WHERE tbl = ? AND seq <= ?) AS c LEFT JOIN {codec.quoted_table} AS t "
+            f"ON t.{codec.columns[0]} = c.pk",
+            (table, max_seq),
+        )
+        items, deleted = [], False
+        for row in cursor:
+            if row[1] is None:
+                deleted = True
+                items.append({"model": codec.label, "pk": codec.pk_to_json(row[0]), "fields": {}, "deleted": True})
+            else:
+                items.append(codec.item(row[1:]))
+        empty = deleted and not conn.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone()
+        work.append((model, codec, items, empty))
+    if work and not database.storage_checked:
+        if not storage.storage_table_exists(spool):
+            raise PersistenceError(storage.missing_storage_message(work[0][0], spool.alias))
+        database.storage_checked = True
+    count = 0
+    with transaction.atomic(using=spool.alias):
+        for model, codec, items, empty in work:
+            count += len(items)
+            if empty:
+                storage.delete_stored(model, spool.alias)
+                database.tables.pop(model, None)
+            elif storage.append_journal(model, items, spool):
+                storage.table_state(database, model).journal_rows += len(items)
+            else:
+                storage.write_snapshot(database, model, codec, spool.alias)
+    conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (max_seq,))
+    for model, codec, _items, empty in work:
+        state = database.tables.get(model)
+        if state and storage.needs_compaction(state, conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO):
+            _compact(database, model, spool)
+    return count
+
+
+def _compact(database: SharedDatabase, model: type[models.Model], spool: Any) -> None:
+    codec = rows.codec_for(model, connections[conf.MEMDB_NAME])
+    if database.connection.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone():
+        count = storage.write_snapshot(database, model, codec, spool.alias)
+        logger.info("django_memdb: compacted %s into a snapshot of %d rows", model._meta.label, count)
+    else:
+        storage.delete_stored(model, spool.alias)
+        database.tables.pop(model, None)
+
+
+def compact(database: SharedDatabase, model: type[models.Model] | None = None) -> None:
+    """Flush, then rewrite the snapshot of ``model`` (or of every persistent table)."""
+    spool = connections[conf.MEMDB_SPOOL_DATABASE]
+    with database.lock:
+        flush(database)
+        if user_in_atomic(spool):
+            raise PersistenceError(
+                f"Cannot compact inside a transaction of the '{spool.alias}' database."
+            )
+        for each in [model] if model else registry.persistent_models():
+            if each not in database.failed:
+                _compact(database, each, spool)
+
+
+def pending_changes(database: SharedDatabase) -> int:
+    with database.lock:
+        return database.connection.execute(f"SELECT count(*) FROM {CHANGES}").fetchone()[0]

@@ -1,0 +1,1 @@
+"""0.0.6 import paths, kept for compatibility."""

@@ -1,0 +1,50 @@
+"""Selects the default database; without its server the run skips, unless CI=true."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests import databases
+
+
+def _server_problem() -> str | None:
+    settings = databases.default_database()
+    kind = databases.kind()
+    try:
+        if kind == "postgresql":
+            import psycopg
+
+            psycopg.connect(
+                host=settings["HOST"], port=settings["PORT"], user=settings["USER"],
+                dbname="postgres", connect_timeout=3,
+            ).close()
+        elif kind == "mariadb":
+            import MySQLdb
+
+            MySQLdb.connect(
+                host=settings["HOST"], port=int(settings["PORT"]), user=settings["USER"],
+                password=settings["PASSWORD"], connect_timeout=3,
+            ).close()
+    except Exception as exc:  # the driver missing counts as the server missing
+        return f"{kind} server not reachable ({exc!r})"
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config._memdb_problem = _server_problem()  # type: ignore[attr-defined]
+    if config._memdb_problem and os.environ.get("CI", "").lower() == "true":  # type: ignore[attr-defined]
+        raise pytest.UsageError(f"CI=true and the default database is unusable: {config._memdb_problem}")  # type: ignore[attr-defined]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    problem = config._memdb_problem  # type: ignore[attr-defined]
+    if problem:
+        skip = pytest.mark.skip(reason=f"MEMDB_TEST_DATABASE={databases.kind()}: {problem}")
+        for item in items:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"django-memdb default database: {databases.kind()}"

@@ -1,0 +1,64 @@
+"""Settings shared by both ways of installing django-memdb in the test project."""
+
+from __future__ import annotations
+
+import os
+
+from tests.databases import BASE_DIR, default_database
+
+SECRET_KEY = "django-memdb-tests-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "tests",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {"default": default_database()}
+
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+MEMDB_DURABILITY = os.environ.get("MEMDB_TEST_DURABILITY", "commit")
+MEMDB_FLUSH_INTERVAL = float(os.environ.get("MEMDB_TEST_FLUSH_INTERVAL", "1.0"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_memdb": {"handlers": ["console"], "level": os.environ.get("MEMDB_TEST_LOG_LEVEL", "WARNING")}},
+}
+
+STATIC_URL = "/static/"
+_ = BASE_DIR

@@ -1,0 +1,13 @@
+"""Views that write and read in-memory tables through real requests."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+
+from tests.models import Persistent
+
+
+def items(request: HttpRequest) -> JsonResponse:
+    if request.method == "POST":
+        Persistent.objects.create(text=request.POST.get("text", ""))
+    return JsonResponse({"texts": list(Persistent.objects.order_by("id").values_list("text", flat=True))})
