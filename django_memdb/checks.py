@@ -72,10 +72,16 @@ def _foreign_keys(model: type[models.Model]) -> Iterator[models.ForeignKey[Any, 
             yield field
 
 
+def _models(app_configs: Any) -> Iterator[type[models.Model]]:
+    configs = apps.get_app_configs() if app_configs is None else app_configs
+    for config in configs:
+        yield from config.get_models(include_auto_created=True)
+
+
 @register(Tags.models)
 def check_relations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     errors: list[Any] = []
-    for model in apps.get_models(include_auto_created=True):
+    for model in _models(app_configs):
         inside = registry.is_in_memory(model)
         for field in _foreign_keys(model):
             target = field.related_model

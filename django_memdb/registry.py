@@ -57,7 +57,10 @@ def _persistent_index() -> tuple[tuple[type[models.Model], ...], dict[str, type[
     found = tuple(
         model
         for model in apps.get_models(include_auto_created=True)
-        if is_persistent(model) and not model._meta.proxy and model._meta.managed
+        if is_persistent(model)
+        and not model._meta.proxy
+        and model._meta.managed
+        and model._meta.pk.column is not None  # composite keys: see check E007
     )
     return found, {model._meta.db_table: model for model in found}
 

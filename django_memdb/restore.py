@@ -179,7 +179,6 @@ def restore_at_start(database: SharedDatabase) -> None:
             "missing in the '%s' database. Run `python manage.py migrate`.", using
         )
         return
-    database.storage_checked = True
     keys: dict[tuple[str, str], list[int]] = {}
     for pk, application, modelname in (
         PersistentStorage.objects.using(using).order_by("id").values_list("id", "application", "modelname")

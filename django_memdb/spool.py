@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import connections, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 
 from . import registry, rows, storage
 from .backend.shared import SharedDatabase
@@ -74,19 +74,31 @@ def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
             database.pending_error = None
             return count
         except Exception as exc:
-            database.pending_error = exc
-            logger.error("django_memdb: flush failed, changes stay pending: %s", exc)
-            if not raise_errors:
-                return 0
-            if isinstance(exc, PersistenceError):
-                raise
-            raise PersistenceError(
-                f"A change committed in memory could not be written to the "
-                f"'{spool.alias}' database ({exc!r}). It stays pending and is "
-                f"retried at the next write, by `manage.py memdb_spool` and at exit."
-            ) from exc
+            error = _explain(exc, spool)
+            database.pending_error = error
+            logger.error("django_memdb: %s", error)
+            if raise_errors:
+                raise error from exc
+            return 0
         finally:
             database.flushing = False
+
+
+def _explain(exc: Exception, spool: Any) -> PersistenceError:
+    if isinstance(exc, PersistenceError):
+        return exc
+    if isinstance(exc, DatabaseError):
+        try:
+            missing = not storage.storage_table_exists(spool)
+        except DatabaseError:
+            missing = False
+        if missing:
+            return PersistenceError(storage.missing_storage_message(None, spool.alias))
+    return PersistenceError(
+        f"A change committed in memory could not be written to the '{spool.alias}' "
+        f"database: {exc}. It stays pending and is retried at the next write, by "
+        f"`manage.py memdb_spool` and at exit."
+    )
 
 
 def _flush(database: SharedDatabase, spool: Any) -> int:
@@ -118,10 +130,6 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
                 items.append(codec.item(row[1:]))
         empty = deleted and not conn.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone()
         work.append((model, codec, items, empty))
-    if work and not database.storage_checked:
-        if not storage.storage_table_exists(spool):
-            raise PersistenceError(storage.missing_storage_message(work[0][0], spool.alias))
-        database.storage_checked = True
     count = 0
     with transaction.atomic(using=spool.alias):
         for model, codec, items, empty in work:

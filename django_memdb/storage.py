@@ -116,6 +116,7 @@ def storage_table_exists(spool: BaseDatabaseWrapper) -> bool:
 def missing_storage_message(model: type[models.Model] | None, using: str) -> str:
     what = f"{model._meta.label} cannot be persisted" if model else "Persistent tables cannot be stored"
     return (
-        f"{what}: the tables of django_memdb.PersistentStorage are missing in the "
-        f"'{using}' database. Run `python manage.py migrate` (app django_memdb)."
+        f"{what}: the tables of django_memdb (PersistentStorage, PersistentJournal) are "
+        f"missing in the '{using}' database. Run `python manage.py migrate`; the "
+        f"changes stay pending in memory until then."
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from tests.models import Persistent
 
 
+@csrf_exempt
 def items(request: HttpRequest) -> JsonResponse:
     if request.method == "POST":
         Persistent.objects.create(text=request.POST.get("text", ""))

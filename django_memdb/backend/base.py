@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import deque
 from typing import Any
 
 from django.db import connections
@@ -36,15 +37,23 @@ class _AtomicBlocks(list):  # type: ignore[type-arg]
 
 
 class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
-    """Cursor whose statements run under the shared database's lock."""
+    """Cursor whose statements run, and whose results are read, under the shared lock.
+
+    Rows are fetched before the lock is released: a statement left stepping
+    on the shared connection would make another thread's COMMIT fail with
+    "SQL statements in progress".
+    """
 
     memdb_wrapper: DatabaseWrapper
+    _rows: deque[Any] | None = None
 
     def execute(self, query: str, params: Any = None) -> Any:
         database = self.memdb_wrapper.memdb_database
         database.lock.acquire()
         try:
-            return super().execute(query, params)
+            super().execute(query, params)
+            self._rows = deque(super().fetchall()) if self.description is not None else None
+            return self
         finally:
             self.memdb_wrapper.memdb_after_statement(database)
 
@@ -52,9 +61,37 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         database = self.memdb_wrapper.memdb_database
         database.lock.acquire()
         try:
+            self._rows = None
             return super().executemany(query, param_list)
         finally:
             self.memdb_wrapper.memdb_after_statement(database)
+
+    def fetchone(self) -> Any:
+        rows = self._rows
+        if rows is None:
+            return super().fetchone()
+        return rows.popleft() if rows else None
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        rows = self._rows
+        if rows is None:
+            return super().fetchmany(size or self.arraysize)
+        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
+
+    def fetchall(self) -> list[Any]:
+        rows = self._rows
+        if rows is None:
+            return super().fetchall()
+        self._rows = deque()
+        return list(rows)
+
+    def __next__(self) -> Any:
+        rows = self._rows
+        if rows is None:
+            return super().__next__()
+        if rows:
+            return rows.popleft()
+        raise StopIteration
 
 
 class DatabaseWrapper(sqlite3_base.DatabaseWrapper):

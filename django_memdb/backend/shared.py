@@ -36,8 +36,6 @@ class SharedDatabase:
         self.failed: dict[Any, Exception] = {}
         # The last flush error, None once a flush succeeded.
         self.pending_error: Exception | None = None
-        # Whether the storage tables were seen in the spool database.
-        self.storage_checked = False
         connection.create_function("django_memdb_changed", 0, self._mark_dirty)
 
     def _mark_dirty(self) -> None:
