@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "MEMDB_COMPACT_MIN_ROWS": 1000,
     "MEMDB_COMPACT_RATIO": 1.0,
     "MEMDB_SPOOL_DATABASE": "default",
+    "MEMDB_LEASE_SECONDS": 30.0,
 }
 
 
@@ -62,6 +63,10 @@ class Settings:
     @property
     def MEMDB_SPOOL_DATABASE(self) -> str:
         return self._get("MEMDB_SPOOL_DATABASE")
+
+    @property
+    def MEMDB_LEASE_SECONDS(self) -> float:
+        return self._get("MEMDB_LEASE_SECONDS")
 
 
 conf = Settings()

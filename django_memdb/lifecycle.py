@@ -16,7 +16,7 @@ from typing import Any
 from django.core.management import call_command
 from django.db import connections, models
 
-from . import capture, registry, restore, spool
+from . import capture, lease, registry, restore, spool
 from .backend import shared
 from .conf import DURABILITY_INTERVAL, conf
 
@@ -30,14 +30,29 @@ def current_database() -> shared.SharedDatabase:
     return wrapper.memdb_database
 
 
-def ensure_usable(model: type[models.Model]) -> None:
-    """Refuse a table whose stored data could not be restored (see RestoreError)."""
-    name = connections.settings[conf.MEMDB_NAME]["NAME"] if conf.MEMDB_NAME in connections.settings else None
-    database = shared.existing(name) if name else None
-    if database is not None and database.failed:
+def started_database() -> shared.SharedDatabase | None:
+    """The in-memory database the alias names now, if this process started it.
+
+    After Django's test runner put the production NAME back, the test
+    database is not it: nothing may then be flushed towards production.
+    """
+    settings = connections.settings.get(conf.MEMDB_NAME) if conf.MEMDB_NAME in connections.settings else None
+    database = shared.existing(settings["NAME"]) if settings else None
+    return database if database is not None and database.ready else None
+
+
+def ensure_usable(model: type[models.Model], write: bool = False) -> None:
+    """Refuse a table whose stored data could not be restored (see RestoreError),
+    and a write that another process's lease would refuse to store (lease.py)."""
+    database = started_database()
+    if database is None:
+        return
+    if database.failed:
         error = database.failed.get(model._meta.concrete_model)
         if error is not None:
             raise type(error)(str(error))
+    if write and registry.is_persistent(model):
+        lease.check(database, conf.MEMDB_SPOOL_DATABASE)
 
 
 def bootstrap(wrapper: Any) -> None:
@@ -90,13 +105,15 @@ _stop = threading.Event()
 
 
 def flush_all(raise_errors: bool = False) -> None:
-    for database in shared.all_databases():
-        if database.ready:
-            spool.flush(database, raise_errors=raise_errors)
+    database = started_database()
+    if database is not None:
+        spool.flush(database, raise_errors=raise_errors)
 
 
 def _interval_loop(database: shared.SharedDatabase) -> None:
     while not _stop.wait(conf.MEMDB_FLUSH_INTERVAL):
+        if started_database() is not database:
+            return
         try:
             spool.flush(database, raise_errors=False)
         finally:
@@ -105,7 +122,15 @@ def _interval_loop(database: shared.SharedDatabase) -> None:
 
 def _at_exit() -> None:
     _stop.set()
-    flush_all()
+    database = started_database()
+    if database is None:
+        return
+    spool.flush(database, raise_errors=False)
+    if database.lease_token is not None:
+        try:
+            lease.release(database, conf.MEMDB_SPOOL_DATABASE)
+        except Exception as exc:  # the process is leaving anyway
+            logger.warning("django_memdb: could not release the spool lease: %s", exc)
 
 
 def _on_sigterm(previous: Any) -> Any:

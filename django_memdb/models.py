@@ -46,3 +46,25 @@ class PersistentJournal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.application}.{self.modelname} #{self.id}"
+
+
+class SpoolLease(models.Model):
+    """Which process may write an in-memory database's tables to storage.
+
+    The owner bumps ``generation`` in the transaction of every journal write,
+    so a process whose copy is older than storage can tell and refuses to
+    write over it.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    owner = models.CharField(max_length=64)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    generation = models.BigIntegerField(default=0)
+    expires = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "spool lease"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host}:{self.pid})"

@@ -20,7 +20,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import connections, models
 
-from . import capture, processors, registry, rows
+from . import capture, lease, processors, registry, rows
 from . import settings as memdb_settings
 from .backend.shared import SharedDatabase
 from .conf import conf
@@ -179,6 +179,7 @@ def restore_at_start(database: SharedDatabase) -> None:
             "missing in the '%s' database. Run `python manage.py migrate`.", using
         )
         return
+    lease.observe(database, using)
     keys: dict[tuple[str, str], list[int]] = {}
     for pk, application, modelname in (
         PersistentStorage.objects.using(using).order_by("id").values_list("id", "application", "modelname")
@@ -224,6 +225,7 @@ def restore_rows(database: SharedDatabase, query: Iterable[PersistentStorage] | 
         wanted.setdefault(model, []).append(row)
     with database.lock:
         spool.flush(database)
+        lease.observe(database, using)
         failures = _load(database, wanted, using)
         for model in wanted:
             if model not in failures:

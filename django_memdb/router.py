@@ -18,12 +18,12 @@ class MemDB:
     than to the instance's own (in-memory) database.
     """
 
-    def _route(self, model: type[models.Model], **hints: Any) -> str | None:
+    def _route(self, model: type[models.Model], write: bool, **hints: Any) -> str | None:
         alias = conf.MEMDB_NAME
         if registry.is_in_memory(model):
             from . import lifecycle
 
-            lifecycle.ensure_usable(model)
+            lifecycle.ensure_usable(model, write)
             return alias
         instance = hints.get("instance")
         if instance is not None and getattr(instance._state, "db", None) == alias:
@@ -31,10 +31,10 @@ class MemDB:
         return None
 
     def db_for_read(self, model: type[models.Model], **hints: Any) -> str | None:
-        return self._route(model, **hints)
+        return self._route(model, False, **hints)
 
     def db_for_write(self, model: type[models.Model], **hints: Any) -> str | None:
-        return self._route(model, **hints)
+        return self._route(model, True, **hints)
 
     def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool | None:
         # A relation between an in-memory row and a row elsewhere is fine as

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
-from . import registry, rows, storage
+from . import lease, registry, rows, storage
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
 from .conf import DURABILITY_COMMIT, conf
@@ -47,11 +47,9 @@ def _can_flush_now(database: SharedDatabase) -> bool:
 
 
 def _flush_after_spool_commit() -> None:
-    from .backend import shared
+    from . import lifecycle
 
-    for database in shared.all_databases():
-        if database.ready:
-            flush(database, raise_errors=False)
+    lifecycle.flush_all()
 
 
 def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
@@ -131,7 +129,11 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
         empty = deleted and not conn.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone()
         work.append((model, codec, items, empty))
     count = 0
+    if not work:
+        conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (max_seq,))
+        return 0
     with transaction.atomic(using=spool.alias):
+        lease.claim(database, spool.alias)
         for model, codec, items, empty in work:
             count += len(items)
             if empty:
@@ -151,12 +153,14 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
 
 def _compact(database: SharedDatabase, model: type[models.Model], spool: Any) -> None:
     codec = rows.codec_for(model, connections[conf.MEMDB_NAME])
-    if database.connection.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone():
-        count = storage.write_snapshot(database, model, codec, spool.alias)
-        logger.info("django_memdb: compacted %s into a snapshot of %d rows", model._meta.label, count)
-    else:
-        storage.delete_stored(model, spool.alias)
-        database.tables.pop(model, None)
+    with transaction.atomic(using=spool.alias):
+        lease.claim(database, spool.alias)
+        if database.connection.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone():
+            count = storage.write_snapshot(database, model, codec, spool.alias)
+            logger.info("django_memdb: compacted %s into a snapshot of %d rows", model._meta.label, count)
+        else:
+            storage.delete_stored(model, spool.alias)
+            database.tables.pop(model, None)
 
 
 def compact(database: SharedDatabase, model: type[models.Model] | None = None) -> None:

@@ -61,4 +61,3 @@ LOGGING = {
 }
 
 STATIC_URL = "/static/"
-_ = BASE_DIR

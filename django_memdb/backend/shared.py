@@ -34,6 +34,10 @@ class SharedDatabase:
         self.tables: dict[Any, Any] = {}
         # Models whose stored data could not be restored, with the error.
         self.failed: dict[Any, Exception] = {}
+        # The spool lease of this process (see lease.py).
+        self.lease_token: str | None = None
+        self.lease_generation = 0
+        self.lease_until: Any = None
         # The last flush error, None once a flush succeeded.
         self.pending_error: Exception | None = None
         connection.create_function("django_memdb_changed", 0, self._mark_dirty)
