@@ -13,6 +13,10 @@ DURABILITY_INTERVAL = "interval"
 DURABILITY_SHUTDOWN = "shutdown"
 DURABILITY_CHOICES = (DURABILITY_COMMIT, DURABILITY_INTERVAL, DURABILITY_SHUTDOWN)
 
+MODE_PROCESS = "process"
+MODE_HOST = "host"
+MODE_CHOICES = (MODE_PROCESS, MODE_HOST)
+
 DEFAULTS: dict[str, Any] = {
     "MEMDB_NAME": integrator_settings.MEMDB_NAME,
     "MEMDB_PROCESS_ENCODE": integrator_settings.MEMDB_PROCESS_ENCODE,
@@ -23,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "MEMDB_COMPACT_RATIO": 1.0,
     "MEMDB_SPOOL_DATABASE": "default",
     "MEMDB_LEASE_SECONDS": 30.0,
+    "MEMDB_MODE": MODE_PROCESS,
+    "MEMDB_HOST_DIRECTORY": None,
 }
 
 
@@ -67,6 +73,16 @@ class Settings:
     @property
     def MEMDB_LEASE_SECONDS(self) -> float:
         return self._get("MEMDB_LEASE_SECONDS")
+
+    @property
+    def MEMDB_MODE(self) -> str:
+        return self._get("MEMDB_MODE")
+
+    @property
+    def MEMDB_HOST_DIRECTORY(self) -> str:
+        from .backend.host import default_directory
+
+        return self._get("MEMDB_HOST_DIRECTORY") or default_directory()
 
 
 conf = Settings()

@@ -13,6 +13,8 @@ import datetime
 import os
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -25,7 +27,7 @@ from .models import SpoolLease
 HOST = socket.gethostname()[:255]
 
 
-def _token(database: SharedDatabase) -> str:
+def token(database: SharedDatabase) -> str:
     if database.lease_token is None:
         database.lease_token = uuid.uuid4().hex
     return database.lease_token
@@ -67,13 +69,21 @@ def observe(database: SharedDatabase, using: str) -> None:
     database.lease_generation = lease.generation if lease else 0
 
 
+CHECK_SECONDS = 1.0
+
+
 def check(database: SharedDatabase, using: str) -> None:
-    """Refuse a write early when it could not be stored (no row is locked)."""
+    """Refuse a write early when it could not be stored (no row is locked).
+
+    A passed check is trusted for a second: bulk_create asks once per object.
+    """
     now = timezone.now()
-    if database.lease_until is not None and database.lease_until > now:
-        return
+    for until in (database.lease_until, database.lease_checked_until):
+        if until is not None and until > now:
+            return
     lease = SpoolLease.objects.using(using).filter(name=conf.MEMDB_NAME).first()
-    if lease is None or lease.owner == _token(database):
+    if lease is None or lease.owner == token(database):
+        database.lease_checked_until = now + datetime.timedelta(seconds=CHECK_SECONDS)
         return
     if _alive_elsewhere(lease, now):
         raise _refusal(lease, conf.MEMDB_NAME)
@@ -85,32 +95,43 @@ def claim(database: SharedDatabase, using: str) -> None:
     """Own the lease for one more journal write; call inside its transaction."""
     now = timezone.now()
     until = now + datetime.timedelta(seconds=conf.MEMDB_LEASE_SECONDS)
-    token, alias = _token(database), conf.MEMDB_NAME
+    mine, alias = token(database), conf.MEMDB_NAME
     leases = SpoolLease.objects.using(using).filter(name=alias)
     bump = {"expires": until, "host": HOST, "pid": os.getpid()}
     generation = database.lease_generation + 1
-    if leases.filter(owner=token, generation=database.lease_generation).update(generation=generation, **bump):
+    if leases.filter(owner=mine, generation=database.lease_generation).update(generation=generation, **bump):
         pass
     else:
         lease = leases.first()
         if lease is None:
             try:
                 with transaction.atomic(using=using):
-                    SpoolLease.objects.using(using).create(name=alias, owner=token, generation=generation, **bump)
+                    SpoolLease.objects.using(using).create(name=alias, owner=mine, generation=generation, **bump)
             except IntegrityError:
                 raise _refusal(leases.get(), alias) from None
-        elif lease.owner != token and _alive_elsewhere(lease, now):
+        elif lease.owner != mine and _alive_elsewhere(lease, now):
             raise _refusal(lease, alias)
-        elif lease.owner != token and lease.generation != database.lease_generation:
+        elif lease.owner != mine and lease.generation != database.lease_generation:
             raise _stale(alias)
         else:
             # Ours with another generation only after our own rolled-back bump.
             generation = lease.generation + 1
             if not leases.filter(owner=lease.owner, generation=lease.generation).update(
-                owner=token, generation=generation, **bump
+                owner=mine, generation=generation, **bump
             ):
                 raise _refusal(leases.get(), alias)
     database.lease_generation, database.lease_until = generation, until
+
+
+@contextmanager
+def undone_on_error(database: SharedDatabase) -> Iterator[None]:
+    """A claim inside a transaction that rolls back did not happen."""
+    saved = database.lease_generation, database.lease_until
+    try:
+        yield
+    except BaseException:
+        database.lease_generation, database.lease_until = saved
+        raise
 
 
 def release(database: SharedDatabase, using: str) -> None:

@@ -14,11 +14,12 @@ import threading
 from typing import Any
 
 from django.core.management import call_command
-from django.db import connections, models
+from django.db import DatabaseError, connections, models
 
 from . import capture, lease, registry, restore, spool
-from .backend import shared
+from .backend import host, shared
 from .conf import DURABILITY_INTERVAL, conf
+from .models import SpoolLease
 
 logger = logging.getLogger("django_memdb")
 
@@ -46,7 +47,9 @@ def ensure_usable(model: type[models.Model], write: bool = False) -> None:
     and a write that another process's lease would refuse to store (lease.py)."""
     database = started_database()
     if database is None:
-        return
+        if not (write and registry.is_persistent(model)):
+            return
+        database = current_database()  # the lease must be checked before the write
     if database.failed:
         error = database.failed.get(model._meta.concrete_model)
         if error is not None:
@@ -66,6 +69,7 @@ def bootstrap(wrapper: Any) -> None:
             return
         database.bootstrapping = me
         try:
+            reused = database.host is not None and _reuse_host_file(wrapper, database)
             # The project's migrations, as ``migrate --database <alias>`` runs them.
             call_command(
                 "migrate", database=wrapper.alias, run_syncdb=True,
@@ -74,15 +78,45 @@ def bootstrap(wrapper: Any) -> None:
             conn = database.connection
             capture.install_change_table(conn)
             persistent = registry.persistent_models()
-            if persistent:
+            if reused:
+                # Another process of this host restored the shared file.
+                spool.adopt_host_lease(database)
+            elif persistent:
                 restore.restore_at_start(database)
+            if database.host is not None and not reused:
+                host.write_marker(conn, lease.token(database), database.lease_generation)
             existing = capture.existing_tables(conn)
             capture.install_triggers(conn, [m for m in persistent if m._meta.db_table in existing])
             database.ready = True
         finally:
             database.bootstrapping = None
+        if database.host is not None:
+            database.host.started()
+            if reused and persistent:
+                spool.flush(database, raise_errors=False)  # what its last users left
     if persistent:
         _start_services(database)
+
+
+def _reuse_host_file(wrapper: Any, database: shared.SharedDatabase) -> bool:
+    """Whether the shared file can be used as it is (host mode)."""
+    assert database.host is not None
+    if not database.host.first:
+        return True  # the processes using it keep it up to date
+    marker = host.read_marker(database.connection)
+    if marker is not None:
+        using = conf.MEMDB_SPOOL_DATABASE
+        try:
+            stored = SpoolLease.objects.using(using).filter(name=conf.MEMDB_NAME).first()
+        except DatabaseError:
+            stored = None  # no storage tables yet: nothing to be newer than the file
+        token, generation = marker
+        if stored is None or (stored.owner == token and stored.generation == generation):
+            return True
+    conn = database.host.rebuild(database.connection)
+    database.replace_connection(conn)
+    wrapper.connection = conn
+    return False
 
 
 def reinstall_triggers() -> None:

@@ -26,7 +26,7 @@ from .backend.shared import SharedDatabase
 from .conf import conf
 from .exceptions import MemDBError, RestoreError
 from .models import PersistentJournal, PersistentStorage
-from .storage import storage_table_exists, table_state
+from .storage import blob_chunks, storage_table_exists, table_state
 
 logger = logging.getLogger("django_memdb")
 
@@ -75,7 +75,7 @@ def _constraints_deferred(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def _apply(conn: sqlite3.Connection, codec: rows.TableCodec, items: Iterable[dict[str, Any]], label: str) -> int:
-    upsert, delete = codec.upsert_sql(), codec.delete_sql()
+    upsert, delete = codec.upsert, codec.delete
     count = 0
     iterator = iter(items)
     while batch := list(islice(iterator, BATCH)):
@@ -111,7 +111,10 @@ def _load_table(
     snapshots: Iterable[PersistentStorage],
     using: str,
 ) -> int:
-    """Load a table from the given snapshot rows and its journal; rows loaded."""
+    """Load a table from the given snapshot rows and its journal; rows loaded.
+
+    A snapshot row given without its data (``.only()``) is read in ranges.
+    """
     application, modelname = registry.storage_key(model)
     label = f"{application}.{modelname}"
     codec = rows.codec_for(model, connections[conf.MEMDB_NAME])
@@ -119,7 +122,14 @@ def _load_table(
     state = table_state(database, model)
     state.snapshot_rows = state.journal_rows = 0
     for snapshot in snapshots:
-        items = processors.decode(model, application, modelname, snapshot.data, snapshot.codec)
+        streamed = "data" in snapshot.get_deferred_fields()
+        items = processors.decode(
+            model, application, modelname,
+            (lambda row=snapshot: PersistentStorage.objects.using(using).values_list("data", flat=True).get(pk=row.pk))
+            if streamed else snapshot.data,
+            snapshot.codec,
+            chunks=(lambda row=snapshot: blob_chunks(PersistentStorage, row.pk, using)) if streamed else None,
+        )
         state.snapshot_rows += _apply(conn, codec, items, label)
     journal = (
         PersistentJournal.objects.using(using)
@@ -127,9 +137,17 @@ def _load_table(
         .order_by("id")
         .values_list("codec", "data", "rows")
     )
-    for codec_name, data, count in journal.iterator(chunk_size=20):
-        _apply(conn, codec, processors.decode(model, application, modelname, data, codec_name), label)
+    # Entries hold each changed row's last state: merged by pk, later wins.
+    merged: dict[Any, dict[str, Any]] = {}
+    for codec_name, data, count in journal.iterator(chunk_size=200):
+        for item in processors.decode(model, application, modelname, data, codec_name):
+            merged.pop(item["pk"], None)
+            merged[item["pk"]] = item
         state.journal_rows += count
+        if len(merged) >= BATCH:
+            _apply(conn, codec, merged.values(), label)
+            merged = {}
+    _apply(conn, codec, merged.values(), label)
     return state.snapshot_rows + state.journal_rows
 
 
@@ -162,12 +180,9 @@ def _load(
     return failures
 
 
-def _snapshot_rows(using: str, ids: Iterable[int]) -> Iterator[PersistentStorage]:
-    # One blob in memory at a time.
-    for pk in ids:
-        row = PersistentStorage.objects.using(using).filter(pk=pk).first()
-        if row is not None:
-            yield row
+def _snapshot_rows(using: str, ids: Iterable[int]) -> list[PersistentStorage]:
+    # Without their blobs, which are read in ranges when loaded.
+    return list(PersistentStorage.objects.using(using).filter(pk__in=list(ids)).defer("data"))
 
 
 def restore_at_start(database: SharedDatabase) -> None:

@@ -12,6 +12,7 @@ import datetime
 import decimal
 import json
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any
@@ -81,6 +82,8 @@ class TableCodec:
         self._from_json = [self._from_json_converter(field) for field in [self.pk, *self.fields]]
         self._identity = all(c is None for c in self._to_json + self._from_json)
         self._getter = itemgetter(*self.names) if self.names else None
+        self.upsert = self._upsert_sql()
+        self.delete = f"DELETE FROM {self.quoted_table} WHERE {self.columns[0]} = ?"
 
     # SQLite value -> serializer value
 
@@ -159,16 +162,14 @@ class TableCodec:
     def select_columns(self) -> str:
         return ", ".join(self.columns)
 
-    def upsert_sql(self) -> str:
+
+    def _upsert_sql(self) -> str:
         placeholders = ", ".join("?" * len(self.columns))
         sql = f"INSERT INTO {self.quoted_table} ({self.select_columns}) VALUES ({placeholders}) "
         if len(self.columns) == 1:
             return sql + f"ON CONFLICT ({self.columns[0]}) DO NOTHING"
         updates = ", ".join(f"{column} = excluded.{column}" for column in self.columns[1:])
         return sql + f"ON CONFLICT ({self.columns[0]}) DO UPDATE SET {updates}"
-
-    def delete_sql(self) -> str:
-        return f"DELETE FROM {self.quoted_table} WHERE {self.columns[0]} = ?"
 
 
 _codecs: dict[tuple[type[models.Model], str], TableCodec] = {}
@@ -185,8 +186,36 @@ def codec_for(model: type[models.Model], connection: BaseDatabaseWrapper) -> Tab
 # The stored JSON: one item a line, so that a large snapshot is read in chunks.
 
 
-def encode_items(items: Iterable[Any]) -> bytes:
-    return ("[\n" + ",\n".join(map(_encode_json, items)) + "\n]").encode("utf-8")
+def encode_items(items: Iterable[Any], chunk_size: int = 10_000) -> bytes:
+    """The JSON list, built a chunk at a time: a large table is never held as strings."""
+    out = bytearray(b"[\n")
+    encoded = map(_encode_json, items)
+    while chunk := list(islice(encoded, chunk_size)):
+        if len(out) > 2:
+            out += b",\n"
+        out += ",\n".join(chunk).encode("utf-8")
+    out += b"\n]"
+    return bytes(out)
+
+
+def iter_chunked_items(chunks: Iterable[bytes]) -> Iterator[Any]:
+    """Items of a stored JSON list that arrives in pieces (a snapshot read in ranges)."""
+    pieces = iter(chunks)
+    head = next(pieces, b"")
+    if not head.startswith(b"[\n"):
+        yield from iter_items(head + b"".join(pieces))
+        return
+    buffer = head[2:]
+    for piece in pieces:
+        buffer += piece
+        cut = buffer.rfind(b",\n")
+        if cut >= 0:
+            yield from json.loads(b"[" + buffer[:cut] + b"]")
+            buffer = buffer[cut + 2 :]
+    if not buffer.endswith(b"\n]"):
+        raise ValueError("the stored list is cut short")
+    if buffer[:-2].strip():
+        yield from json.loads(b"[" + buffer[:-2] + b"]")
 
 
 def iter_items(blob: bytes, chunk_size: int = 1 << 20) -> Iterator[Any]:

@@ -10,11 +10,14 @@ the change records deleted, so a failed flush leaves them pending.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
 from . import lease, registry, rows, storage
+from .backend import host
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
 from .conf import DURABILITY_COMMIT, conf
@@ -68,7 +71,8 @@ def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
         database.flushing = True
         database.dirty = False
         try:
-            count = _flush(database, spool)
+            with _spooling(database), lease.undone_on_error(database):
+                count = _flush(database, spool)
             database.pending_error = None
             return count
         except Exception as exc:
@@ -82,9 +86,37 @@ def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
             database.flushing = False
 
 
+@contextmanager
+def _spooling(database: SharedDatabase) -> Iterator[None]:
+    """In host mode, one process of the host writes storage at a time."""
+    if database.host is None:
+        yield
+        return
+    with database.host.spooling():
+        adopt_host_lease(database)
+        try:
+            yield
+        finally:
+            host.write_marker(database.connection, lease.token(database), database.lease_generation)
+
+
+def adopt_host_lease(database: SharedDatabase) -> None:
+    """The processes of a host share one lease: the one the shared file records."""
+    marker = host.read_marker(database.connection)
+    if marker is not None:
+        database.lease_token, database.lease_generation = marker
+
+
 def _explain(exc: Exception, spool: Any) -> PersistenceError:
     if isinstance(exc, PersistenceError):
         return exc
+    if isinstance(exc, DatabaseError) and getattr(exc, "args", (None,))[0] in (1153, 2006):
+        return PersistenceError(
+            f"The '{spool.alias}' database refused a stored blob as too large ({exc}). "
+            f"Raise the server's max_allowed_packet (for example SET GLOBAL "
+            f"max_allowed_packet = 1073741824) or compress with a store_save processor; "
+            f"the changes stay pending in memory."
+        )
     if isinstance(exc, DatabaseError):
         try:
             missing = not storage.storage_table_exists(spool)
@@ -139,9 +171,10 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
             if empty:
                 storage.delete_stored(model, spool.alias)
                 database.tables.pop(model, None)
-            elif storage.append_journal(model, items, spool):
-                storage.table_state(database, model).journal_rows += len(items)
+            elif model in database.tables and storage.append_journal(model, items, spool):
+                database.tables[model].journal_rows += len(items)
             else:
+                # No snapshot yet (or someone removed it): store the whole table.
                 storage.write_snapshot(database, model, codec, spool.alias)
     conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (max_seq,))
     for model, codec, _items, empty in work:
@@ -172,9 +205,10 @@ def compact(database: SharedDatabase, model: type[models.Model] | None = None) -
             raise PersistenceError(
                 f"Cannot compact inside a transaction of the '{spool.alias}' database."
             )
-        for each in [model] if model else registry.persistent_models():
-            if each not in database.failed:
-                _compact(database, each, spool)
+        with _spooling(database), lease.undone_on_error(database):
+            for each in [model] if model else registry.persistent_models():
+                if each not in database.failed:
+                    _compact(database, each, spool)
 
 
 def pending_changes(database: SharedDatabase) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
@@ -101,6 +101,28 @@ def write_snapshot(
     state = table_state(database, model)
     state.snapshot_rows, state.journal_rows = counter[0], 0
     return counter[0]
+
+
+BLOB_CHUNK = 4 << 20
+
+
+def blob_chunks(model: type[models.Model], pk: int, using: str) -> Iterator[bytes]:
+    """A stored blob in pieces.
+
+    On SQLite it is read incrementally, so a large snapshot is never held
+    whole; SQL range functions would load all of it for every range, so other
+    databases return it in one piece.
+    """
+    from .processors import as_bytes
+
+    connection = connections[using]
+    raw = connection.connection if connection.vendor == "sqlite" else None
+    if raw is not None and hasattr(raw, "blobopen") and not connection.in_atomic_block:
+        with raw.blobopen(model._meta.db_table, "data", pk, readonly=True) as blob:
+            while piece := blob.read(BLOB_CHUNK):
+                yield piece
+        return
+    yield as_bytes(model.objects.using(using).values_list("data", flat=True).get(pk=pk))
 
 
 def needs_compaction(state: TableState, minimum: int, ratio: float) -> bool:

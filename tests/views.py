@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -12,4 +14,5 @@ from tests.models import Persistent
 def items(request: HttpRequest) -> JsonResponse:
     if request.method == "POST":
         Persistent.objects.create(text=request.POST.get("text", ""))
-    return JsonResponse({"texts": list(Persistent.objects.order_by("id").values_list("text", flat=True))})
+    texts = list(Persistent.objects.order_by("id").values_list("text", flat=True))
+    return JsonResponse({"texts": texts, "pid": os.getpid()})

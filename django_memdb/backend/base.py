@@ -9,7 +9,8 @@ from typing import Any
 from django.db import connections
 from django.db.backends.sqlite3 import base as sqlite3_base
 
-from . import shared
+from ..conf import MODE_HOST, conf
+from . import host, shared
 
 
 class _AtomicBlocks(list):  # type: ignore[type-arg]
@@ -118,11 +119,30 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
     # Connection life cycle
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        def connect() -> Any:
-            return super(DatabaseWrapper, self).get_new_connection(conn_params)
+        open_sqlite = super().get_new_connection
+        if conf.MEMDB_MODE == MODE_HOST:
+            spool = connections[conf.MEMDB_SPOOL_DATABASE].settings_dict
+            path = host.path_for(self.settings_dict["NAME"], spool, conf.MEMDB_HOST_DIRECTORY)
 
-        self.memdb_database = shared.get(self.settings_dict["NAME"], connect)
+            def connect() -> tuple[Any, Any]:
+                files = host.HostFiles(path)
+                params = {**conn_params, "timeout": 60.0}
+                return files.open(lambda file: open_sqlite({**params, "database": file})), files
+
+            self.memdb_database = shared.get(path, connect)
+        else:
+            self.memdb_database = shared.get(
+                self.settings_dict["NAME"], lambda: (open_sqlite(conn_params), None)
+            )
         return self.memdb_database.connection
+
+    def _start_transaction_under_autocommit(self) -> None:
+        if self.memdb_database.host is not None:
+            # Take the file's write lock up front: no deadlock between processes
+            # that would each upgrade a read lock.
+            self.cursor().execute("BEGIN IMMEDIATE")
+        else:
+            super()._start_transaction_under_autocommit()
 
     def ensure_connection(self) -> None:
         if self.connection is None:

@@ -19,9 +19,11 @@ from typing import Any
 class SharedDatabase:
     """The process-wide state of one in-memory database."""
 
-    def __init__(self, name: str, connection: sqlite3.Connection) -> None:
+    def __init__(self, name: str, connection: sqlite3.Connection, host: Any = None) -> None:
         self.name = name
         self.connection = connection
+        # host.HostFiles in host mode, None for a database of this process only.
+        self.host = host
         self.lock = threading.RLock()
         # Thread that holds ``lock`` for an open transaction (one extra level).
         self.transaction_owner: int | None = None
@@ -38,8 +40,14 @@ class SharedDatabase:
         self.lease_token: str | None = None
         self.lease_generation = 0
         self.lease_until: Any = None
+        self.lease_checked_until: Any = None
         # The last flush error, None once a flush succeeded.
         self.pending_error: Exception | None = None
+        connection.create_function("django_memdb_changed", 0, self._mark_dirty)
+
+    def replace_connection(self, connection: sqlite3.Connection) -> None:
+        """Host mode: the first process rebuilt the file (nobody else uses it yet)."""
+        self.connection = connection
         connection.create_function("django_memdb_changed", 0, self._mark_dirty)
 
     def _mark_dirty(self) -> None:
@@ -66,15 +74,18 @@ _databases: dict[str, SharedDatabase] = {}
 _registry_lock = threading.Lock()
 
 
-def get(name: str, connect: Callable[[], sqlite3.Connection]) -> SharedDatabase:
-    """The shared database called ``name``, opened with ``connect`` on first use."""
+def get(name: str, connect: Callable[[], tuple[sqlite3.Connection, Any]]) -> SharedDatabase:
+    """The shared database called ``name``, opened with ``connect`` on first use.
+
+    ``connect`` returns the connection and the host files (None outside host mode).
+    """
     try:
         return _databases[name]
     except KeyError:
         pass
     with _registry_lock:
         if name not in _databases:
-            _databases[name] = SharedDatabase(name, connect())
+            _databases[name] = SharedDatabase(name, *connect())
         return _databases[name]
 
 

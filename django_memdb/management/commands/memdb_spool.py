@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from ...exceptions import MemDBError
-from ...inspection import compact, progress_to, resolve_models
+from ...inspection import compact, plural, progress_to, resolve_models
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         done = [r for r in results if not r.skipped]
         if options["verbosity"]:
-            self.stdout.write(f"Flushed {flushed} changed {'row' if flushed == 1 else 'rows'}.")
+            self.stdout.write(f"Flushed {plural(flushed, 'changed row')}.")
             for result in done:
                 self.stdout.write(result.summary())
         skipped = [r for r in results if r.skipped]

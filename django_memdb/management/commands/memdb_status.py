@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from ...inspection import Status, TableStatus, format_age, format_size, orphan_message, status
+from ...inspection import Status, TableStatus, format_age, format_size, orphan_message, plural, status
 
 COLUMNS = ("model", "persisted", "memory", "snapshot", "size", "age", "journal", "pending", "state")
 
@@ -42,21 +42,29 @@ def _row(table: TableStatus) -> tuple[str, ...]:
             snapshot,
             format_size(table.snapshot_bytes),
             format_age(table.snapshot_age_seconds),
-            f"{table.journal_entries} ({table.journal_rows} rows)",
+            f"{table.journal_entries} ({plural(table.journal_rows, 'row')})" if table.journal_entries else "0",
         )
     memory = "no table" if table.memory_rows is None else str(table.memory_rows)
     state = "RESTORE FAILED" if table.restore_error else "ok"
     return (table.model, stored[0], memory, *stored[1:], str(table.pending), state)
 
 
+def _writer(writer: dict[str, Any] | None) -> str:
+    if writer is None:
+        return "none yet (no process has written storage)"
+    who = "this process" if writer["this_process"] else f"pid {writer['pid']} on {writer['host']}"
+    state = "lease until" if writer["active"] else "lease expired at"
+    return f"{who}, {state} {writer['expires']:%Y-%m-%d %H:%M:%S %Z}"
+
+
 def render(report: Status) -> str:
     """The status as a text table with the settings above it and problems below."""
     lines = [
-        f"Mode: {report.mode} (one in-memory database per process; this is the one of "
-        f"this command)",
+        f"Mode: {report.mode} (each process has its own in-memory database; shown: this command's)",
         f"Durability: {report.durability}"
         + (f" (every {report.flush_interval:g} s)" if report.durability == "interval" else ""),
         f"In-memory database: {report.memory_database}; storage database: {report.storage_database}",
+        f"Writer: {_writer(report.writer)}",
         f"Flush error: {report.flush_error or 'none'}",
         "",
     ]

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from ...exceptions import MemDBError
-from ...inspection import orphan_message, orphans, progress_to, resolve_models, verify
+from ...inspection import orphan_message, orphans, plural, progress_to, resolve_models, verify
 
 
 class Command(BaseCommand):
@@ -53,4 +53,4 @@ class Command(BaseCommand):
                 f"`manage.py memdb_spool --model <model>`."
             )
         if not options["json"] and options["verbosity"]:
-            self.stdout.write(f"{len(checks)} {'table' if len(checks) == 1 else 'tables'} verified: no difference.")
+            self.stdout.write(f"{plural(len(checks), 'table')} verified: no difference.")
