@@ -17,7 +17,7 @@ from .exceptions import MemDBError
 from .models import PersistentJournal, PersistentStorage
 
 
-class _StoredAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class _StoredAdmin(admin.ModelAdmin):
     list_display: tuple[str, ...] = ("__str__", "rows", "size", "codec", "age", "inserted")
     list_filter = ("application", "modelname")
     fields: tuple[str, ...] = ("application", "modelname", "rows", "size", "codec", "inserted", "age")

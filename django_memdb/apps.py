@@ -12,4 +12,6 @@ class MemDBConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from . import checks, receivers  # noqa: F401
+        from . import checks, lifecycle, receivers  # noqa: F401
+
+        lifecycle.install_signal_handler()

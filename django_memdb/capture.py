@@ -22,11 +22,11 @@ _CHANGE_TABLE = (
 
 
 def _quote(name: str) -> str:
-    return '"%s"' % name.replace('"', '""')
+    return '"{}"'.format(name.replace('"', '""'))
 
 
 def _literal(value: str) -> str:
-    return "'%s'" % value.replace("'", "''")
+    return "'{}'".format(value.replace("'", "''"))
 
 
 def _trigger_names(table: str) -> tuple[str, str, str]:

@@ -11,7 +11,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.db import models, router
 
 from . import registry
-from .conf import DURABILITY_CHOICES, conf
+from .conf import DURABILITY_CHOICES, MODE_CHOICES, conf
 from .mixins import InMemoryDB, PeristentInMemoryDB
 from .router import MemDB
 
@@ -84,8 +84,8 @@ def check_relations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     for model in _models(app_configs):
         inside = registry.is_in_memory(model)
         for field in _foreign_keys(model):
-            target = field.related_model
-            if not isinstance(target, type) or not field.db_constraint:
+            target: Any = field.related_model
+            if target is None or isinstance(target, str) or not field.db_constraint:
                 continue
             if inside and not registry.is_in_memory(target):
                 errors.append(
@@ -128,7 +128,8 @@ def check_relations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return errors
 
 
-def _subclasses(cls: type) -> Iterator[type]:
+def _subclasses(cls: type) -> Iterator[Any]:
+    sub: Any
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)
@@ -137,7 +138,7 @@ def _subclasses(cls: type) -> Iterator[type]:
 @register(Tags.models)
 def check_models(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     errors: list[Any] = []
-    seen: set[type] = set()
+    seen: set[Any] = set()
     for model in _subclasses(InMemoryDB):
         if model in seen or not issubclass(model, models.Model) or model.__module__ == "__fake__":
             continue
@@ -187,6 +188,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 f"MEMDB_FLUSH_INTERVAL is {interval!r}.",
                 hint="Use a number of seconds greater than 0.",
                 id="django_memdb.E009",
+            )
+        )
+    if conf.MEMDB_MODE not in MODE_CHOICES:
+        errors.append(
+            Error(
+                f"MEMDB_MODE is {conf.MEMDB_MODE!r}.",
+                hint="Use one of: " + ", ".join(repr(c) for c in MODE_CHOICES) + ".",
+                id="django_memdb.E010",
             )
         )
     return errors

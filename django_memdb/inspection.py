@@ -1,7 +1,8 @@
 """What the management commands and the admin report and do: status, verify, restore, compact.
 
-Everything here works on the in-memory database of the calling process (mode
-``process``): the memory is read under the database lock, so a table is seen
+Everything here works on the in-memory database the calling process sees (its
+own in mode ``process``, the host's shared file in mode ``host``): the memory
+is read under the database lock, so a table is seen
 in one committed state, and compared with what storage would restore.
 """
 
@@ -29,7 +30,6 @@ from .models import PersistentJournal, PersistentStorage, SpoolLease
 
 logger = logging.getLogger("django_memdb")
 
-MODE = "process"
 # Primary keys listed per kind of difference.
 FIRST = 5
 
@@ -132,7 +132,7 @@ def _checked(codec: rows.TableCodec, item: dict[str, Any], name: str, strict: bo
         if strict:
             codec.pk.to_python(item["pk"])
             values = item["fields"]
-            for model_field, field_name in zip(codec.fields, codec.names):
+            for model_field, field_name in zip(codec.fields, codec.names, strict=False):
                 if field_name not in values:
                     continue
                 if values[field_name] is None and not model_field.null:
@@ -345,7 +345,7 @@ def status() -> Status:
             entry.restore_error = str(failed[model])
         tables.append(entry)
     return Status(
-        mode=MODE, durability=conf.MEMDB_DURABILITY, flush_interval=conf.MEMDB_FLUSH_INTERVAL,
+        mode=conf.MEMDB_MODE, durability=conf.MEMDB_DURABILITY, flush_interval=conf.MEMDB_FLUSH_INTERVAL,
         memory_database=conf.MEMDB_NAME, storage_database=using,
         flush_error=str(flush_error) if flush_error else None, storage_error=storage_error,
         tables=sorted(tables, key=lambda t: t.model), orphans=orphan_list, writer=writer,
@@ -441,7 +441,7 @@ def _verify_table(database: SharedDatabase, model: type[models.Model], using: st
                 check.different.append(pk)
                 check.fields[str(pk)] = [
                     field_name
-                    for field_name, mine, theirs in zip(["pk", *codec.names], params, expected)
+                    for field_name, mine, theirs in zip(["pk", *codec.names], params, expected, strict=False)
                     if mine != theirs
                 ]
     for key, (pk, _params) in memory.items():

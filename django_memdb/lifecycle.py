@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import threading
 from typing import Any
@@ -169,13 +170,32 @@ def _at_exit() -> None:
 
 def _on_sigterm(previous: Any) -> Any:
     def handler(signum: int, frame: Any) -> None:
-        # Leave through the normal exit path, which flushes (see _at_exit).
         if callable(previous):
-            previous(signum, frame)
+            previous(signum, frame)  # e.g. gunicorn's, which ends the worker normally
+        elif started_database() is None:
+            # Nothing to flush: terminate as if this handler was never set.
+            signal.signal(signum, previous)
+            os.kill(os.getpid(), signum)
         else:
+            # Leave through the normal exit path, which flushes (see _at_exit).
             raise SystemExit(128 + signum)
 
     return handler
+
+
+def install_signal_handler() -> None:
+    """Make SIGTERM leave through the exit path; from AppConfig.ready(), main thread.
+
+    Installed at start-up because the first use of the in-memory database may
+    come from a thread, where no handler can be set.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_IGN, None) and not getattr(previous, "django_memdb", False):
+        handler = _on_sigterm(previous)
+        handler.django_memdb = True  # type: ignore[attr-defined]
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _start_services(database: shared.SharedDatabase) -> None:
@@ -186,10 +206,6 @@ def _start_services(database: shared.SharedDatabase) -> None:
     if not _exit_hooks_installed:
         _exit_hooks_installed = True
         atexit.register(_at_exit)
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGTERM)
-            if previous not in (signal.SIG_IGN, None):
-                signal.signal(signal.SIGTERM, _on_sigterm(previous))
     if conf.MEMDB_DURABILITY == DURABILITY_INTERVAL:
         threading.Thread(
             target=_interval_loop, args=(database,), name="django_memdb-flush", daemon=True

@@ -28,7 +28,7 @@ def codec_of(processors: Iterable[Callable[..., Any]]) -> str:
     return ",".join(dotted_name(p) for p in processors)[:CODEC_LENGTH]
 
 
-def _arguments(model: type[models.Model] | None, application: str, modelname: str, data: Any, process: str) -> dict[str, Any]:
+def _arguments(application: str, modelname: str, data: Any, process: str) -> dict[str, Any]:
     return {
         "data": data,
         "application": application,
@@ -64,7 +64,7 @@ def encode(model: type[models.Model], items: Iterable[dict[str, Any]]) -> tuple[
     application, modelname = model._meta.app_label, model.__name__
     if not signals.store_save.has_listeners(model):
         return rows.encode_items(items), ""
-    arguments = _arguments(model, application, modelname, list(items), conf.MEMDB_PROCESS_ENCODE)
+    arguments = _arguments(application, modelname, list(items), conf.MEMDB_PROCESS_ENCODE)
     processors = _run(arguments, signals.store_save, model, "encoding")
     data = arguments["data"]
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -113,11 +113,12 @@ def decode(
             f"It was encoded by processors [{recorded}] and the store_load chain now "
             f"connected is [{now}]: connect the processors that decode it"
             if recorded != now
-            else "The blob may be corrupt"
+            else "The blob may be corrupt: fix or delete it (admin, PersistentStorage)"
         )
         return RestoreError(
-            f"Cannot restore {label}: {problem}. {hint}, then run restore again "
-            f"(manage.py memdb_restore --model {label}). The stored rows were kept."
+            f"Cannot restore {label}: {problem}. {hint}, then restart the process or call "
+            f"django_memdb.tools.restore.restore() in it (`manage.py memdb_restore --model "
+            f"{label} --dry-run` checks the stored data). The stored rows were kept."
         )
 
     listening = signals.store_load.has_listeners(model)
@@ -131,7 +132,7 @@ def decode(
         return
     blob = as_bytes(data() if callable(data) else data)
     if listening:
-        arguments = _arguments(model, application, modelname, blob, conf.MEMDB_PROCESS_DECODE)
+        arguments = _arguments(application, modelname, blob, conf.MEMDB_PROCESS_DECODE)
         try:
             connected = _run(arguments, signals.store_load, model, "decoding")
         except ProcessorError as exc:

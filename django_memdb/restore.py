@@ -89,8 +89,10 @@ def _apply(conn: sqlite3.Connection, codec: rows.TableCodec, items: Iterable[dic
             except (KeyError, TypeError, ValueError, ValidationError, AttributeError) as exc:
                 raise RestoreError(
                     f"Cannot restore {label}: the stored item {str(item)[:200]} does not "
-                    f"fit the model ({exc!r}). Fix the model or the stored data, then "
-                    f"run `manage.py memdb_restore --model {label}`. The stored rows were kept."
+                    f"fit the model ({exc!r}). Fix the model or the stored data, then restart "
+                    f"the process or call django_memdb.tools.restore.restore() in it "
+                    f"(`manage.py memdb_restore --model {label} --dry-run` checks the stored "
+                    f"data). The stored rows were kept."
                 ) from exc
         try:
             conn.executemany(upsert, upserts)
@@ -98,11 +100,26 @@ def _apply(conn: sqlite3.Connection, codec: rows.TableCodec, items: Iterable[dic
         except sqlite3.Error as exc:
             raise RestoreError(
                 f"Cannot restore {label}: {exc}. Does the model still match the stored "
-                f"data? Fix it, then run `manage.py memdb_restore --model {label}`. "
-                f"The stored rows were kept."
+                f"data? Fix it, then restart the process or call "
+                f"django_memdb.tools.restore.restore() in it (`manage.py memdb_restore "
+                f"--model {label} --dry-run` checks the stored data). The stored rows were kept."
             ) from exc
         count += len(batch)
     return count
+
+
+def _snapshot_items(model: type[models.Model], snapshot: PersistentStorage, using: str) -> Iterator[Any]:
+    application, modelname = registry.storage_key(model)
+    if "data" not in snapshot.get_deferred_fields():
+        return processors.decode(model, application, modelname, snapshot.data, snapshot.codec)
+
+    def fetch() -> Any:
+        return PersistentStorage.objects.using(using).values_list("data", flat=True).get(pk=snapshot.pk)
+
+    def chunks() -> Iterator[bytes]:
+        return blob_chunks(PersistentStorage, snapshot.pk, using)
+
+    return processors.decode(model, application, modelname, fetch, snapshot.codec, chunks=chunks)
 
 
 def _load_table(
@@ -122,14 +139,7 @@ def _load_table(
     state = table_state(database, model)
     state.snapshot_rows = state.journal_rows = 0
     for snapshot in snapshots:
-        streamed = "data" in snapshot.get_deferred_fields()
-        items = processors.decode(
-            model, application, modelname,
-            (lambda row=snapshot: PersistentStorage.objects.using(using).values_list("data", flat=True).get(pk=row.pk))
-            if streamed else snapshot.data,
-            snapshot.codec,
-            chunks=(lambda row=snapshot: blob_chunks(PersistentStorage, row.pk, using)) if streamed else None,
-        )
+        items = _snapshot_items(model, snapshot, using)
         state.snapshot_rows += _apply(conn, codec, items, label)
     journal = (
         PersistentJournal.objects.using(using)
@@ -201,7 +211,7 @@ def restore_at_start(database: SharedDatabase) -> None:
     ):
         keys.setdefault((application, modelname), []).append(pk)
     for key in PersistentJournal.objects.using(using).values_list("application", "modelname").distinct():
-        keys.setdefault(tuple(key), [])  # type: ignore[arg-type]
+        keys.setdefault((key[0], key[1]), [])
     wanted: dict[type[models.Model], Any] = {}
     for (application, modelname), ids in keys.items():
         model = registry.model_for_key(application, modelname)

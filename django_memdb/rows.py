@@ -51,6 +51,18 @@ def _value_type(field: models.Field) -> type:
     return type(field)
 
 
+def _json_types(field: models.Field) -> tuple[type, ...] | None:
+    """JSON types a copied column accepts (None: the field converts its values)."""
+    kind = _value_type(field)
+    if kind not in _IDENTITY:
+        return None
+    if issubclass(kind, (models.IntegerField, models.AutoField)):
+        return (int,)
+    if kind is models.FloatField:
+        return (int, float)
+    return (str,)
+
+
 def _json_value(value: Any) -> Any:
     """A protected (non-string) Python value as DjangoJSONEncoder would write it, unrounded."""
     if isinstance(value, datetime.datetime):
@@ -81,6 +93,10 @@ class TableCodec:
         self._to_json = [self._to_json_converter(field) for field in [self.pk, *self.fields]]
         self._from_json = [self._from_json_converter(field) for field in [self.pk, *self.fields]]
         self._identity = all(c is None for c in self._to_json + self._from_json)
+        # Copied values are still checked: SQLite would store text in an integer column.
+        self._expected = [
+            (_json_types(field), field.null) for field in [self.pk, *self.fields]
+        ]
         self._getter = itemgetter(*self.names) if self.names else None
         self.upsert = self._upsert_sql()
         self.delete = f"DELETE FROM {self.quoted_table} WHERE {self.columns[0]} = ?"
@@ -125,9 +141,9 @@ class TableCodec:
         if not self._identity:
             row = tuple(
                 value if convert is None else convert(value)
-                for convert, value in zip(self._to_json, row)
+                for convert, value in zip(self._to_json, row, strict=False)
             )
-        return {"model": self.label, "pk": row[0], "fields": dict(zip(self.names, row[1:]))}
+        return {"model": self.label, "pk": row[0], "fields": dict(zip(self.names, row[1:], strict=False))}
 
     def pk_to_json(self, value: Any) -> Any:
         convert = self._to_json[0]
@@ -145,18 +161,28 @@ class TableCodec:
                 if self._getter is None:
                     return (item["pk"],)
                 values = self._getter(fields)
-                return (item["pk"], *values) if len(self.names) > 1 else (item["pk"], values)
+                row = (item["pk"], *values) if len(self.names) > 1 else (item["pk"], values)
             except KeyError:
                 pass
+            else:
+                self._check(row)
+                return row
+        self._check((item["pk"],))
         out = [self.pk_param(item["pk"])]
-        for field, name, convert in zip(self.fields, self.names, self._from_json[1:]):
+        for field, name, convert in zip(self.fields, self.names, self._from_json[1:], strict=False):
             if name in fields:
                 value = fields[name]
                 out.append(value if convert is None else convert(value))
             else:
                 # Stored before the field existed: use the field's default.
                 out.append(field.get_db_prep_save(field.get_default(), self._connection))
+        self._check(out)
         return tuple(out)
+
+    def _check(self, values: Iterable[Any]) -> None:
+        for value, (types, nullable) in zip(values, self._expected, strict=False):
+            if types is not None and not isinstance(value, types) and not (value is None and nullable):
+                raise ValueError(f"{value!r} is not a valid stored value here")
 
     @property
     def select_columns(self) -> str:

@@ -177,7 +177,7 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
                 # No snapshot yet (or someone removed it): store the whole table.
                 storage.write_snapshot(database, model, codec, spool.alias)
     conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (max_seq,))
-    for model, codec, _items, empty in work:
+    for model, *_ in work:
         state = database.tables.get(model)
         if state and storage.needs_compaction(state, conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO):
             _compact(database, model, spool)

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests import databases
+from tests.processes import migrated_template, scratch  # noqa: F401 - fixtures of the process tests
 
 
 def _server_problem() -> str | None:

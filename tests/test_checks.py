@@ -113,9 +113,10 @@ def test_e007_composite_primary_key() -> None:
         ("MEMDB_DURABILITY", "always", "django_memdb.E008"),
         ("MEMDB_FLUSH_INTERVAL", 0, "django_memdb.E009"),
         ("MEMDB_FLUSH_INTERVAL", "1", "django_memdb.E009"),
+        ("MEMDB_MODE", "cluster-of-one", "django_memdb.E010"),
     ],
 )
-def test_e008_e009_settings(settings: Any, name: str, value: Any, check_id: str) -> None:
+def test_e008_e009_e010_settings(settings: Any, name: str, value: Any, check_id: str) -> None:
     setattr(settings, name, value)
     assert ids(checks.check_settings()) == [check_id]
 

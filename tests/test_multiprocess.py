@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import Child, Scratch, migrated_template, scratch  # noqa: F401 - fixtures
+from tests.processes import Child, Scratch
 
 pytestmark = pytest.mark.processes
 
@@ -39,7 +39,7 @@ class Worker:
         return self.child.wait_for(answer, timeout=60)
 
 
-def test_a_second_writer_is_refused_not_clobbered(scratch: Scratch) -> None:  # noqa: F811
+def test_a_second_writer_is_refused_not_clobbered(scratch: Scratch) -> None:
     first = Worker(scratch, "first")
     first.ask("write a1")
     second = Worker(scratch, "second")
@@ -108,7 +108,7 @@ class Server:
         self.log.close()
 
 
-def test_host_mode_workers_share_one_truth(scratch: Scratch, tmp_path: Path) -> None:  # noqa: F811
+def test_host_mode_workers_share_one_truth(scratch: Scratch, tmp_path: Path) -> None:
     server = Server(scratch, tmp_path)
     try:
         pids, texts = set(), []
@@ -132,7 +132,7 @@ def test_host_mode_workers_share_one_truth(scratch: Scratch, tmp_path: Path) -> 
         restarted.stop()
 
 
-def test_host_mode_another_process_spools_what_a_killed_one_left(scratch: Scratch, tmp_path: Path) -> None:  # noqa: F811
+def test_host_mode_another_process_spools_what_a_killed_one_left(scratch: Scratch, tmp_path: Path) -> None:
     # Under the "shutdown" policy nothing is written before exit: the change of a
     # killed worker is only in the shared file, and a surviving worker writes it.
     server = Server(scratch, tmp_path, MEMDB_TEST_DURABILITY="shutdown")

@@ -108,7 +108,7 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         super().__init__(*args, **kwargs)
         self.memdb_hooked = False
 
-    @property  # type: ignore[override]
+    @property
     def atomic_blocks(self) -> _AtomicBlocks:
         return self._memdb_atomic_blocks
 

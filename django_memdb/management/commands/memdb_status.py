@@ -60,7 +60,13 @@ def _writer(writer: dict[str, Any] | None) -> str:
 def render(report: Status) -> str:
     """The status as a text table with the settings above it and problems below."""
     lines = [
-        f"Mode: {report.mode} (each process has its own in-memory database; shown: this command's)",
+        f"Mode: {report.mode} ("
+        + (
+            "the processes of this host share one in-memory database"
+            if report.mode == "host"
+            else "each process has its own in-memory database; shown: this command's"
+        )
+        + ")",
         f"Durability: {report.durability}"
         + (f" (every {report.flush_interval:g} s)" if report.durability == "interval" else ""),
         f"In-memory database: {report.memory_database}; storage database: {report.storage_database}",
@@ -70,7 +76,9 @@ def render(report: Status) -> str:
     ]
     table = [tuple(c.upper() for c in COLUMNS), *(_row(t) for t in report.tables)]
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines.extend("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table)
+    lines.extend(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in table
+    )
     if not report.tables:
         lines.append("(no in-memory models)")
     problems = [f"{t.model}: {t.restore_error}" for t in report.tables if t.restore_error]

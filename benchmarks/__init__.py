@@ -1,0 +1,1 @@
+"""Benchmarks of django-memdb; run ``python -m benchmarks.bench`` (not part of the test suite)."""
