@@ -19,7 +19,7 @@ setup(
     include_package_data=True,
     install_requires=["Django>=4.2", "django-integrator"],
     extras_require={
-        "test": ["pytest>=7", "pytest-django>=4.5", "psycopg[binary]>=3.1"],
+        "test": ["pytest>=7", "pytest-django>=4.5", "psycopg[binary]>=3.1", "gunicorn>=21"],
         "mysql": ["mysqlclient>=2.2"],
         "postgresql": ["psycopg[binary]>=3.1"],
     },
@@ -30,7 +30,7 @@ setup(
         "Framework :: Django :: 4.2",
         "Framework :: Django :: 5.2",
         "Framework :: Django :: 6.0",
-        "License :: OSI Approved :: BSD License",
+        "Framework :: Django :: 6.1",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",

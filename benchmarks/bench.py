@@ -252,11 +252,11 @@ def child_bulk(params: dict[str, Any]) -> dict[str, Any]:
         model = getattr(models, name)
         model.objects.all().delete()
         objects = [model(name=f"bulk {i}", value=i, group=i % 2) for i in range(count)]
-        measured = {"bulk_create": _timed(lambda: model.objects.bulk_create(objects))}
-        measured["update"] = _timed(lambda: model.objects.all().update(value=F("value") + 1))
-        measured["delete"] = _timed(lambda: model.objects.all().delete())
+        measured = {"bulk_create": _timed(lambda model=model, objects=objects: model.objects.bulk_create(objects))}
+        measured["update"] = _timed(lambda model=model: model.objects.all().update(value=F("value") + 1))
+        measured["delete"] = _timed(lambda model=model: model.objects.all().delete())
         model.objects.bulk_create([model(name=f"half {i}", value=i, group=i % 2) for i in range(count)])
-        measured["delete_half"] = _timed(lambda: model.objects.filter(group=0).delete())
+        measured["delete_half"] = _timed(lambda model=model: model.objects.filter(group=0).delete())
         left = model.objects.count()
         if left != count - (count + 1) // 2:
             raise RuntimeError(f"{name}: {left} rows left after deleting half of {count}")

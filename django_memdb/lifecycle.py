@@ -194,7 +194,7 @@ def install_signal_handler() -> None:
     previous = signal.getsignal(signal.SIGTERM)
     if previous not in (signal.SIG_IGN, None) and not getattr(previous, "django_memdb", False):
         handler = _on_sigterm(previous)
-        handler.django_memdb = True  # type: ignore[attr-defined]
+        handler.django_memdb = True
         signal.signal(signal.SIGTERM, handler)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from tests.databases import BASE_DIR, default_database
+from tests.databases import BASE_DIR as BASE_DIR  # a setting: the demo runs from it
+from tests.databases import default_database
 
 SECRET_KEY = "django-memdb-tests-not-secret"
 DEBUG = False

@@ -112,7 +112,10 @@ class StoredAdminTests(TestCase):
         messages = self.act("verify_tables", self.snapshot)
         self.assertEqual(len(messages), 1)
         self.assertEqual(messages[0][0], constants.ERROR)
-        self.assertIn(f"tests.Persistent: DIFFERS (3 in memory, 3 stored): 1 row different (pk {first} [text])", messages[0][1])
+        self.assertIn(
+            f"tests.Persistent: DIFFERS (3 in memory, 3 stored): 1 row different (pk {first} [text])",
+            messages[0][1],
+        )
 
     def test_actions_warn_about_rows_of_no_model(self) -> None:
         orphan = PersistentStorage.objects.create(application="gone", modelname="Missing", codec="", data=b"[]")

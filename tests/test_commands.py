@@ -63,7 +63,9 @@ def write_behind_capture(model: type[models.Model], sql: str, params: tuple[Any,
 
 
 def storage_contents() -> list[tuple[Any, ...]]:
-    snapshots = [(r.id, r.application, r.modelname, r.rows, bytes(r.data)) for r in PersistentStorage.objects.order_by("id")]
+    snapshots = [
+        (r.id, r.application, r.modelname, r.rows, bytes(r.data)) for r in PersistentStorage.objects.order_by("id")
+    ]
     journal = [(r.id, r.modelname, r.rows, bytes(r.data)) for r in PersistentJournal.objects.order_by("id")]
     return [*snapshots, *journal]
 

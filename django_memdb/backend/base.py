@@ -11,6 +11,7 @@ from django.db.backends.sqlite3 import base as sqlite3_base
 
 from ..conf import MODE_HOST, conf
 from . import host, shared
+from .features import DatabaseFeatures
 
 
 class _AtomicBlocks(list):  # type: ignore[type-arg]
@@ -103,6 +104,7 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
     """
 
     memdb_database: shared.SharedDatabase
+    features_class = DatabaseFeatures
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
