@@ -170,17 +170,16 @@ def check_models(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return errors
 
 
+def _choice(name: str, value: Any, choices: tuple[str, ...], check_id: str) -> list[Any]:
+    if value in choices:
+        return []
+    hint = "Use one of: " + ", ".join(repr(c) for c in choices) + "."
+    return [Error(f"{name} is {value!r}.", hint=hint, id=check_id)]
+
+
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    errors: list[Any] = []
-    if conf.MEMDB_DURABILITY not in DURABILITY_CHOICES:
-        errors.append(
-            Error(
-                f"MEMDB_DURABILITY is {conf.MEMDB_DURABILITY!r}.",
-                hint="Use one of: " + ", ".join(repr(c) for c in DURABILITY_CHOICES) + ".",
-                id="django_memdb.E008",
-            )
-        )
+    errors = _choice("MEMDB_DURABILITY", conf.MEMDB_DURABILITY, DURABILITY_CHOICES, "django_memdb.E008")
     interval = conf.MEMDB_FLUSH_INTERVAL
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
         errors.append(
@@ -190,12 +189,4 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="django_memdb.E009",
             )
         )
-    if conf.MEMDB_MODE not in MODE_CHOICES:
-        errors.append(
-            Error(
-                f"MEMDB_MODE is {conf.MEMDB_MODE!r}.",
-                hint="Use one of: " + ", ".join(repr(c) for c in MODE_CHOICES) + ".",
-                id="django_memdb.E010",
-            )
-        )
-    return errors
+    return errors + _choice("MEMDB_MODE", conf.MEMDB_MODE, MODE_CHOICES, "django_memdb.E010")

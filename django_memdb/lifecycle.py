@@ -38,8 +38,10 @@ def started_database() -> shared.SharedDatabase | None:
     After Django's test runner put the production NAME back, the test
     database is not it: nothing may then be flushed towards production.
     """
-    settings = connections.settings.get(conf.MEMDB_NAME) if conf.MEMDB_NAME in connections.settings else None
-    database = shared.existing(settings["NAME"]) if settings else None
+    if conf.MEMDB_NAME not in connections.settings:
+        return None
+    key = getattr(connections[conf.MEMDB_NAME], "memdb_key", None)  # None: not our engine (E002)
+    database = shared.existing(key()) if key else None
     return database if database is not None and database.ready else None
 
 

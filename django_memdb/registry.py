@@ -26,21 +26,21 @@ def _current(model: type[models.Model]) -> type[models.Model]:
     return model
 
 
-def is_in_memory(model: type[models.Model]) -> bool:
-    """True for tagged models and the auto-created M2M tables they own."""
+def _tagged(model: type[models.Model], tag: type) -> bool:
+    """True for models with the tag and the auto-created M2M tables they own."""
     model = _current(model)
-    if issubclass(model, InMemoryDB):
+    if issubclass(model, tag):
         return True
     owner = _owner(model)
-    return owner is not None and issubclass(owner, InMemoryDB)
+    return owner is not None and issubclass(owner, tag)
+
+
+def is_in_memory(model: type[models.Model]) -> bool:
+    return _tagged(model, InMemoryDB)
 
 
 def is_persistent(model: type[models.Model]) -> bool:
-    model = _current(model)
-    if issubclass(model, PeristentInMemoryDB):
-        return True
-    owner = _owner(model)
-    return owner is not None and issubclass(owner, PeristentInMemoryDB)
+    return _tagged(model, PeristentInMemoryDB)
 
 
 def in_memory_models() -> list[type[models.Model]]:

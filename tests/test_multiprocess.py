@@ -143,3 +143,16 @@ def test_host_mode_another_process_spools_what_a_killed_one_left(scratch: Scratc
     finally:
         server.stop()
     assert [row["text"] for row in scratch.dump()["tests.Persistent"]] == ["kept by the others"]
+
+
+def test_host_mode_a_surviving_process_writes_what_a_killed_one_left(scratch: Scratch, tmp_path: Path) -> None:
+    host_mode = {
+        "MEMDB_TEST_MODE": "host", "MEMDB_TEST_HOST_DIRECTORY": str(tmp_path), "MEMDB_TEST_DURABILITY": "shutdown",
+    }
+    killed = Worker(scratch, "killed", **host_mode)
+    survivor = Worker(scratch, "survivor", **host_mode)
+    killed.ask("write left behind")
+    assert survivor.ask("texts") == ["left behind"]  # the same file
+    killed.child.send(signal.SIGKILL)  # nothing of it was written to storage
+    survivor.child.finish().check()  # its exit writes what the killed one left
+    assert [row["text"] for row in scratch.dump()["tests.Persistent"]] == ["left behind"]

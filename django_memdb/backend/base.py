@@ -120,22 +120,26 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
 
     # Connection life cycle
 
-    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        open_sqlite = super().get_new_connection
+    def memdb_key(self) -> str:
+        """The name of this alias's database in the process registry (shared.py)."""
         if conf.MEMDB_MODE == MODE_HOST:
             spool = connections[conf.MEMDB_SPOOL_DATABASE].settings_dict
-            path = host.path_for(self.settings_dict["NAME"], spool, conf.MEMDB_HOST_DIRECTORY)
+            return host.path_for(self.settings_dict["NAME"], spool, conf.MEMDB_HOST_DIRECTORY)
+        return str(self.settings_dict["NAME"])
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        open_sqlite = super().get_new_connection
+        key = self.memdb_key()
+        if conf.MEMDB_MODE == MODE_HOST:
 
             def connect() -> tuple[Any, Any]:
-                files = host.HostFiles(path)
+                files = host.HostFiles(key)
                 params = {**conn_params, "timeout": 60.0}
                 return files.open(lambda file: open_sqlite({**params, "database": file})), files
 
-            self.memdb_database = shared.get(path, connect)
+            self.memdb_database = shared.get(key, connect)
         else:
-            self.memdb_database = shared.get(
-                self.settings_dict["NAME"], lambda: (open_sqlite(conn_params), None)
-            )
+            self.memdb_database = shared.get(key, lambda: (open_sqlite(conn_params), None))
         return self.memdb_database.connection
 
     def _start_transaction_under_autocommit(self) -> None:
