@@ -82,13 +82,12 @@ def check(database: SharedDatabase, using: str) -> None:
         if until is not None and until > now:
             return
     lease = SpoolLease.objects.using(using).filter(name=conf.MEMDB_NAME).first()
-    if lease is None or lease.owner == token(database):
-        database.lease_checked_until = now + datetime.timedelta(seconds=CHECK_SECONDS)
-        return
-    if _alive_elsewhere(lease, now):
-        raise _refusal(lease, conf.MEMDB_NAME)
-    if lease.generation != database.lease_generation:
-        raise _stale(conf.MEMDB_NAME)
+    if lease is not None and lease.owner != token(database):
+        if _alive_elsewhere(lease, now):
+            raise _refusal(lease, conf.MEMDB_NAME)
+        if lease.generation != database.lease_generation:
+            raise _stale(conf.MEMDB_NAME)
+    database.lease_checked_until = now + datetime.timedelta(seconds=CHECK_SECONDS)
 
 
 def claim(database: SharedDatabase, using: str) -> None:

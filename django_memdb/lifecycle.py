@@ -48,8 +48,9 @@ def started_database() -> shared.SharedDatabase | None:
 def ensure_usable(model: type[models.Model], write: bool = False) -> None:
     """Refuse a table whose stored data could not be restored (see RestoreError),
     and a write that another process's lease would refuse to store (lease.py)."""
-    database = started_database()
-    if database is None:
+    # Asked once per object by bulk_create: the thread's wrapper knows its database.
+    database = getattr(connections[conf.MEMDB_NAME], "memdb_database", None)
+    if database is None or not database.ready:
         if not (write and registry.is_persistent(model)):
             return
         database = current_database()  # the lease must be checked before the write

@@ -76,7 +76,7 @@ def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
             database.pending_error = None
             return count
         except Exception as exc:
-            error = _explain(exc, spool)
+            error = _explain(exc, spool, _pending_labels(database))
             database.pending_error = error
             logger.error("django_memdb: %s", error)
             if raise_errors:
@@ -107,12 +107,23 @@ def adopt_host_lease(database: SharedDatabase) -> None:
         database.lease_token, database.lease_generation = marker
 
 
-def _explain(exc: Exception, spool: Any) -> PersistenceError:
+def _pending_labels(database: SharedDatabase) -> str:
+    """The models whose changes a failed flush left pending, for its message."""
+    try:
+        tables = [row[0] for row in database.connection.execute(f"SELECT DISTINCT tbl FROM {CHANGES}")]
+    except Exception:  # the message must not fail too
+        return ""
+    found = (registry.model_for_table(table) for table in tables)
+    return ", ".join(sorted(model._meta.label for model in found if model is not None))
+
+
+def _explain(exc: Exception, spool: Any, labels: str = "") -> PersistenceError:
     if isinstance(exc, PersistenceError):
         return exc
+    which = f" (changes of {labels})" if labels else ""
     if isinstance(exc, DatabaseError) and getattr(exc, "args", (None,))[0] in (1153, 2006):
         return PersistenceError(
-            f"The '{spool.alias}' database refused a stored blob as too large ({exc}). "
+            f"The '{spool.alias}' database refused a stored blob{which} as too large ({exc}). "
             f"Raise the server's max_allowed_packet (for example SET GLOBAL "
             f"max_allowed_packet = 1073741824) or compress with a store_save processor; "
             f"the changes stay pending in memory."
@@ -123,10 +134,10 @@ def _explain(exc: Exception, spool: Any) -> PersistenceError:
         except DatabaseError:
             missing = False
         if missing:
-            return PersistenceError(storage.missing_storage_message(None, spool.alias))
+            return PersistenceError(storage.missing_storage_message(None, spool.alias) + which)
     return PersistenceError(
-        f"A change committed in memory could not be written to the '{spool.alias}' "
-        f"database: {exc}. It stays pending and is retried at the next write, by "
+        f"Changes committed in memory{which} could not be written to the '{spool.alias}' "
+        f"database: {exc}. They stay pending and are retried at the next write, by "
         f"`manage.py memdb_spool` and at exit."
     )
 

@@ -133,6 +133,7 @@ def test_missing_storage_tables_say_run_migrate() -> None:
         with pytest.raises(PersistenceError) as caught:
             Persistent.objects.create(text="b")
         assert "Run `python manage.py migrate`" in str(caught.value)
+        assert "tests.Persistent" in str(caught.value)  # the model whose changes wait
     finally:
         with connection.cursor() as cursor:
             cursor.execute("ALTER TABLE memdb_moved RENAME TO django_memdb_persistentjournal")
