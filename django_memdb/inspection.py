@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.apps import apps
-from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connections, models
 from django.db.models import Count, Sum
 from django.db.models.functions import Length
@@ -25,7 +24,7 @@ from . import capture, lifecycle, processors, registry, restore, rows, spool, st
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
 from .conf import conf
-from .exceptions import MemDBError, RestoreError
+from .exceptions import MemDBError
 from .models import PersistentJournal, PersistentStorage, SpoolLease
 
 logger = logging.getLogger("django_memdb")
@@ -83,7 +82,7 @@ def require_storage(using: str | None = None) -> None:
     """MemDBError saying to run migrate when the storage tables are missing."""
     using = using or conf.MEMDB_SPOOL_DATABASE
     if not storage.storage_table_exists(connections[using]):
-        raise MemDBError(storage.missing_storage_message(None, using))
+        raise MemDBError(storage.missing_storage_message(using))
 
 
 def _pending_by_table(database: SharedDatabase) -> dict[str, int]:
@@ -119,34 +118,6 @@ class StoredState:
     journal_rows: int = 0
 
 
-def _checked(codec: rows.TableCodec, item: dict[str, Any], name: str, strict: bool) -> tuple[Any, ...]:
-    """The item's SQLite parameters, or the RestoreError a restore would raise for it.
-
-    ``strict`` also checks the values that a restore copies as they are
-    (SQLite would store a text in an integer column) and NOT NULL columns.
-    """
-    try:
-        if item.get("deleted"):
-            return (codec.pk_param(item["pk"]),)
-        params = codec.params(item)
-        if strict:
-            codec.pk.to_python(item["pk"])
-            values = item["fields"]
-            for model_field, field_name in zip(codec.fields, codec.names, strict=False):
-                if field_name not in values:
-                    continue
-                if values[field_name] is None and not model_field.null:
-                    raise ValueError(f"{field_name} is null")
-                model_field.to_python(values[field_name])
-        return params
-    except (KeyError, TypeError, ValueError, ValidationError, AttributeError) as exc:
-        raise RestoreError(
-            f"Cannot restore {name}: the stored item {str(item)[:200]} does not fit the "
-            f"model ({exc!r}). Fix the model or the stored data, then run "
-            f"`manage.py memdb_restore --model {name}`. The stored rows were kept."
-        ) from exc
-
-
 def stored_state(
     model: type[models.Model], using: str | None = None, keep: bool = True, strict: bool = False
 ) -> StoredState:
@@ -154,7 +125,8 @@ def stored_state(
 
     Every item is converted to the model's columns, so a bad item raises the
     RestoreError a restore would. With ``keep`` false only primary keys are
-    kept; ``strict`` checks each value against its field (see ``_checked``).
+    kept; ``strict`` checks each value against its field (see
+    ``restore.item_params``).
     """
     using = using or conf.MEMDB_SPOOL_DATABASE
     application, modelname = registry.storage_key(model)
@@ -166,7 +138,7 @@ def stored_state(
     def replay(items: Iterator[dict[str, Any]]) -> int:
         count = 0
         for item in items:
-            params = _checked(codec, item, name, strict)
+            params = restore.item_params(codec, item, name, strict)
             count += 1
             if item.get("deleted"):
                 state.rows.pop(params[0], None)
@@ -321,7 +293,7 @@ def status() -> Status:
                 if SpoolLease._meta.db_table in connections[using].introspection.table_names(cursor):
                     writer = _writer(database, using, now)
         else:
-            storage_error = storage.missing_storage_message(None, using)
+            storage_error = storage.missing_storage_message(using)
     except DatabaseError as exc:
         storage_error = f"The '{using}' database cannot be read: {exc}"
     tables = []

@@ -74,26 +74,44 @@ def _constraints_deferred(conn: sqlite3.Connection) -> Iterator[None]:
         )
 
 
+def item_params(codec: rows.TableCodec, item: dict[str, Any], label: str, strict: bool = False) -> tuple[Any, ...]:
+    """SQLite parameters of a stored item (only its key for a deletion).
+
+    Raises the RestoreError of an item that does not fit the model. ``strict``
+    also runs each field's own validation and NOT NULL, as a dry run does.
+    """
+    try:
+        if item.get("deleted"):
+            return (codec.pk_param(item["pk"]),)
+        params = codec.params(item)
+        if strict:
+            codec.pk.to_python(item["pk"])
+            values = item["fields"]
+            for model_field, name in zip(codec.fields, codec.names, strict=False):
+                if name in values:
+                    if values[name] is None and not model_field.null:
+                        raise ValueError(f"{name} is null")
+                    model_field.to_python(values[name])
+        return params
+    except (KeyError, TypeError, ValueError, ValidationError, AttributeError) as exc:
+        raise RestoreError(
+            f"Cannot restore {label}: the stored item {str(item)[:200]} does not "
+            f"fit the model ({exc!r}). Fix the model or the stored data, then restart "
+            f"the process or call django_memdb.tools.restore.restore() in it "
+            f"(`manage.py memdb_restore --model {label} --dry-run` checks the stored "
+            f"data). The stored rows were kept."
+        ) from exc
+
+
 def _apply(conn: sqlite3.Connection, codec: rows.TableCodec, items: Iterable[dict[str, Any]], label: str) -> int:
     upsert, delete = codec.upsert, codec.delete
     count = 0
     iterator = iter(items)
     while batch := list(islice(iterator, BATCH)):
-        upserts, deletes = [], []
+        upserts: list[tuple[Any, ...]] = []
+        deletes: list[tuple[Any, ...]] = []
         for item in batch:
-            try:
-                if item.get("deleted"):
-                    deletes.append((codec.pk_param(item["pk"]),))
-                else:
-                    upserts.append(codec.params(item))
-            except (KeyError, TypeError, ValueError, ValidationError, AttributeError) as exc:
-                raise RestoreError(
-                    f"Cannot restore {label}: the stored item {str(item)[:200]} does not "
-                    f"fit the model ({exc!r}). Fix the model or the stored data, then restart "
-                    f"the process or call django_memdb.tools.restore.restore() in it "
-                    f"(`manage.py memdb_restore --model {label} --dry-run` checks the stored "
-                    f"data). The stored rows were kept."
-                ) from exc
+            (deletes if item.get("deleted") else upserts).append(item_params(codec, item, label))
         try:
             conn.executemany(upsert, upserts)
             conn.executemany(delete, deletes)

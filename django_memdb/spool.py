@@ -134,7 +134,7 @@ def _explain(exc: Exception, spool: Any, labels: str = "") -> PersistenceError:
         except DatabaseError:
             missing = False
         if missing:
-            return PersistenceError(storage.missing_storage_message(None, spool.alias) + which)
+            return PersistenceError(storage.missing_storage_message(spool.alias) + which)
     return PersistenceError(
         f"Changes committed in memory{which} could not be written to the '{spool.alias}' "
         f"database: {exc}. They stay pending and are retried at the next write, by "
@@ -169,7 +169,7 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
                 items.append({"model": codec.label, "pk": codec.pk_to_json(row[0]), "fields": {}, "deleted": True})
             else:
                 items.append(codec.item(row[1:]))
-        empty = deleted and not conn.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone()
+        empty = deleted and not _has_rows(database, codec)
         work.append((model, codec, items, empty))
     count = 0
     if not work:
@@ -180,8 +180,7 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
         for model, codec, items, empty in work:
             count += len(items)
             if empty:
-                storage.delete_stored(model, spool.alias)
-                database.tables.pop(model, None)
+                storage.delete_stored(database, model, spool.alias)
             elif model in database.tables and storage.append_journal(model, items, spool):
                 database.tables[model].journal_rows += len(items)
             else:
@@ -195,16 +194,19 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
     return count
 
 
+def _has_rows(database: SharedDatabase, codec: rows.TableCodec) -> bool:
+    return database.connection.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone() is not None
+
+
 def _compact(database: SharedDatabase, model: type[models.Model], spool: Any) -> None:
     codec = rows.codec_for(model, connections[conf.MEMDB_NAME])
     with transaction.atomic(using=spool.alias):
         lease.claim(database, spool.alias)
-        if database.connection.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone():
+        if _has_rows(database, codec):
             count = storage.write_snapshot(database, model, codec, spool.alias)
             logger.info("django_memdb: compacted %s into a snapshot of %d rows", model._meta.label, count)
         else:
-            storage.delete_stored(model, spool.alias)
-            database.tables.pop(model, None)
+            storage.delete_stored(database, model, spool.alias)
 
 
 def compact(database: SharedDatabase, model: type[models.Model] | None = None) -> None:

@@ -39,11 +39,12 @@ def _filter(queryset: models.QuerySet[Any], model: type[models.Model]) -> models
     return queryset.filter(application=application, modelname=modelname)
 
 
-def delete_stored(model: type[models.Model], using: str) -> None:
+def delete_stored(database: SharedDatabase, model: type[models.Model], using: str) -> None:
     """Remove the stored rows of this one table (it became empty)."""
     with transaction.atomic(using=using):
         _filter(PersistentJournal.objects.using(using), model).delete()
         _filter(PersistentStorage.objects.using(using), model).delete()
+    database.tables.pop(model, None)
 
 
 def append_journal(
@@ -135,10 +136,9 @@ def storage_table_exists(spool: BaseDatabaseWrapper) -> bool:
     return PersistentStorage._meta.db_table in tables and PersistentJournal._meta.db_table in tables
 
 
-def missing_storage_message(model: type[models.Model] | None, using: str) -> str:
-    what = f"{model._meta.label} cannot be persisted" if model else "Persistent tables cannot be stored"
+def missing_storage_message(using: str) -> str:
     return (
-        f"{what}: the tables of django_memdb (PersistentStorage, PersistentJournal) are "
+        f"Persistent tables cannot be stored: the tables of django_memdb (PersistentStorage, PersistentJournal) are "
         f"missing in the '{using}' database. Run `python manage.py migrate`; the "
         f"changes stay pending in memory until then."
     )
