@@ -15,7 +15,8 @@ DURABILITY_CHOICES = (DURABILITY_COMMIT, DURABILITY_INTERVAL, DURABILITY_SHUTDOW
 
 MODE_PROCESS = "process"
 MODE_HOST = "host"
-MODE_CHOICES = (MODE_PROCESS, MODE_HOST)
+MODE_CLUSTER = "cluster"
+MODE_CHOICES = (MODE_PROCESS, MODE_HOST, MODE_CLUSTER)
 
 DEFAULTS: dict[str, Any] = {
     "MEMDB_NAME": integrator_settings.MEMDB_NAME,
@@ -29,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "MEMDB_LEASE_SECONDS": 30.0,
     "MEMDB_MODE": MODE_PROCESS,
     "MEMDB_HOST_DIRECTORY": None,
+    "MEMDB_CLUSTER_DATABASE": None,
 }
 
 
@@ -83,6 +85,11 @@ class Settings:
         from .backend.host import default_directory
 
         return self._get("MEMDB_HOST_DIRECTORY") or default_directory()
+
+
+    @property
+    def MEMDB_CLUSTER_DATABASE(self) -> str:
+        return self._get("MEMDB_CLUSTER_DATABASE") or self.MEMDB_SPOOL_DATABASE
 
 
 conf = Settings()

@@ -20,7 +20,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from . import capture, lifecycle, processors, registry, restore, rows, spool, storage
+from . import lifecycle, processors, registry, restore, rows, storage
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
 from .conf import conf
@@ -268,7 +268,7 @@ def status() -> Status:
     using = conf.MEMDB_SPOOL_DATABASE
     now = timezone.now()
     with database.lock:
-        existing = capture.existing_tables(database.connection)
+        existing = lifecycle.existing_tables(database)
         pending = _pending_by_table(database)
         counts: dict[type[models.Model], int | None] = {}
         for model in registry.in_memory_models():
@@ -434,7 +434,7 @@ def verify(
     using = conf.MEMDB_SPOOL_DATABASE
     require_storage(using)
     if flush:
-        spool.flush(database)
+        lifecycle.flush(database, raise_errors=True)
     selected = list(model_list) if model_list is not None else list(registry.persistent_models())
     checks = []
     for number, model in enumerate(selected, 1):
@@ -515,12 +515,11 @@ def replace(model_list: Iterable[type[models.Model]], progress: Progress = _quie
     database = lifecycle.current_database()
     using = conf.MEMDB_SPOOL_DATABASE
     require_storage(using)
-    conn = database.connection
     selected = list(model_list)
     results = []
     with database.lock:
-        spool.flush(database)
-        with restore._constraints_deferred(conn), restore._raw_transaction(conn, "django_memdb_restore"):
+        lifecycle.flush(database, raise_errors=True)
+        with lifecycle.reloading(database):
             for number, model in enumerate(selected, 1):
                 progress(f"Restoring {label(model)} ({number}/{len(selected)})")
                 results.append(_replace_table(database, model, using))
@@ -539,8 +538,7 @@ def _replace_table(database: SharedDatabase, model: type[models.Model], using: s
         # A restore copies integers and texts as they are, and SQLite would
         # store a text in an integer column: check every value first.
         stored_state(model, using, keep=False, strict=True)
-        with restore._raw_transaction(conn, "django_memdb_table"):
-            capture.drop_triggers(conn, model)
+        with lifecycle.reloading_table(database, model):
             memory_rows = conn.execute(f"SELECT count(*) FROM {codec.quoted_table}").fetchone()[0]
             conn.execute(f"DELETE FROM {codec.quoted_table}")
             restore._load_table(database, model, snapshots, using)
@@ -554,8 +552,6 @@ def _replace_table(database: SharedDatabase, model: type[models.Model], using: s
         result.journal_entries = _stored(model, using)[1].count()
         result.memory_rows = memory_rows
         logger.info("django_memdb: restored %s: %d rows", result.model, result.rows)
-    finally:
-        capture.install_triggers(conn, [model])
     return result
 
 
@@ -591,7 +587,7 @@ def compact(
     selected = list(model_list) if model_list is not None else list(registry.persistent_models())
     results = []
     with database.lock:
-        flushed = spool.flush(database)
+        flushed = lifecycle.flush(database, raise_errors=True)
         for number, model in enumerate(selected, 1):
             progress(f"Compacting {label(model)} ({number}/{len(selected)})")
             result = CompactResult(model=label(model))
@@ -602,7 +598,7 @@ def compact(
                     f"fix it and run `manage.py memdb_restore --model {result.model}` first"
                 )
                 continue
-            spool.compact(database, model)
+            lifecycle.compact(database, model)
             snapshot = (
                 _stored(model, using)[0].order_by("-id").values("rows", size=Length("data")).first()
             )

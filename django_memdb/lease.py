@@ -5,6 +5,30 @@ tables would overwrite each other's rows, so a process must own the lease
 row of the alias to write, and may only take it over from a process that
 left (lease expired, or its pid is gone on this host) when nothing was
 written since this process loaded its copy (same ``generation``).
+
+The generation is bumped by ``claim`` (an owner's first write, a takeover, a
+renewal, snapshot writes) and by ``observe`` (a process loading storage), not
+by every journal write: an owner that holds the lease appends in one
+statement conditional on the lease row still naming it with the generation it
+knows (``held``, storage.append_journal_held). Why that keeps the guarantee:
+
+* Every bump produces a new value, and only the process that bumped records
+  it (the processes of one host share theirs through the host file).
+* A loader bumps before it reads storage, so whatever was journaled before
+  the bump is in its copy. The bump and the owner's conditional append both
+  touch the lease row and are serialised (row lock, or SQLite's write lock),
+  so an append either commits before the bump, or runs after it, sees a
+  generation the owner does not know, writes nothing, and goes through
+  ``claim``, which bumps the generation past the loader's in the transaction
+  of the write.
+* A takeover compares the row's generation with the one the process
+  recorded: equal only if nobody journaled anything after that process's
+  load. After a takeover the old owner's conditional appends no longer
+  match (another owner), so they fall back to ``claim``, which refuses.
+
+Two loaders: the first one's generation is passed by the second one's bump,
+so it is refused as stale at takeover even if nothing was written between
+the two loads. That is conservative: it restarts (or restores) and retries.
 """
 
 from __future__ import annotations
@@ -16,13 +40,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .backend.shared import SharedDatabase
 from .conf import conf
 from .exceptions import PersistenceError
 from .models import SpoolLease
+from .transactions import user_in_atomic
 
 HOST = socket.gethostname()[:255]
 
@@ -63,10 +89,35 @@ def _stale(alias: str) -> PersistenceError:
     )
 
 
+# The generation of a load whose bump is not committed yet: matches no lease row.
+UNKNOWN = -1
+
+
 def observe(database: SharedDatabase, using: str) -> None:
-    """Remember the generation of storage this process loaded."""
-    lease = SpoolLease.objects.using(using).filter(name=conf.MEMDB_NAME).first()
-    database.lease_generation = lease.generation if lease else 0
+    """Bump the generation of storage this process is about to load, and remember it.
+
+    Called before the load (see the module's docstring). Inside a transaction
+    of the project on the spool database, the bump only counts once that
+    commits: until then the generation is UNKNOWN, which refuses takeovers.
+    """
+    leases = SpoolLease.objects.using(using).filter(name=conf.MEMDB_NAME)
+    pending = user_in_atomic(connections[using])
+    with transaction.atomic(using=using):
+        if leases.update(generation=F("generation") + 1):
+            generation = leases.values_list("generation", flat=True).get()
+        else:
+            generation, pending = 0, False  # no lease yet: no bump to lose
+    from . import spool  # records it, in host mode for every process of the host
+
+    if not pending:
+        spool.observed(database, generation)
+        return
+    database.lease_generation = UNKNOWN
+
+    def committed() -> None:
+        spool.observed(database, generation, unless_claimed=True)
+
+    transaction.on_commit(committed, using=using)
 
 
 CHECK_SECONDS = 1.0
@@ -91,13 +142,13 @@ def check(database: SharedDatabase, using: str) -> None:
 
 
 def claim(database: SharedDatabase, using: str) -> None:
-    """Own the lease for one more journal write; call inside its transaction."""
+    """Own the lease (bumping its generation) for a write to storage; call inside its transaction."""
     now = timezone.now()
     until = now + datetime.timedelta(seconds=conf.MEMDB_LEASE_SECONDS)
     mine, alias = token(database), conf.MEMDB_NAME
     leases = SpoolLease.objects.using(using).filter(name=alias)
     bump = {"expires": until, "host": HOST, "pid": os.getpid()}
-    generation = database.lease_generation + 1
+    generation = max(database.lease_generation, 0) + 1
     if leases.filter(owner=mine, generation=database.lease_generation).update(generation=generation, **bump):
         pass
     else:
@@ -113,13 +164,30 @@ def claim(database: SharedDatabase, using: str) -> None:
         elif lease.owner != mine and lease.generation != database.lease_generation:
             raise _stale(alias)
         else:
-            # Ours with another generation only after our own rolled-back bump.
+            # Ours with another generation: a loader's bump (observe), our own
+            # rolled-back bump, or a load of ours still UNKNOWN. Only we wrote
+            # under our token, so our copy is the newest: carry on.
             generation = lease.generation + 1
             if not leases.filter(owner=lease.owner, generation=lease.generation).update(
                 owner=mine, generation=generation, **bump
             ):
                 raise _refusal(leases.get(), alias)
     database.lease_generation, database.lease_until = generation, until
+
+
+def held(database: SharedDatabase) -> tuple[str, str, int] | None:
+    """(name, owner, generation) of the lease this process may append under without a claim.
+
+    None when the next write must claim: no lease yet, or less than half of
+    MEMDB_LEASE_SECONDS left (the claim renews it). The append itself checks
+    that the lease row still is this (storage.append_journal_held).
+    """
+    until, mine = database.lease_until, database.lease_token
+    if until is None or mine is None or database.lease_generation < 0:
+        return None
+    if (until - timezone.now()).total_seconds() <= conf.MEMDB_LEASE_SECONDS / 2:
+        return None
+    return conf.MEMDB_NAME, mine, database.lease_generation
 
 
 @contextmanager

@@ -12,14 +12,16 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.management import call_command
-from django.db import DatabaseError, connections, models
+from django.db import DatabaseError, connections, models, transaction
 
 from . import capture, lease, registry, restore, spool
 from .backend import host, shared
-from .conf import DURABILITY_INTERVAL, conf
+from .conf import DURABILITY_INTERVAL, MODE_CLUSTER, conf
 from .models import SpoolLease
 
 logger = logging.getLogger("django_memdb")
@@ -40,6 +42,14 @@ def started_database() -> shared.SharedDatabase | None:
     """
     if conf.MEMDB_NAME not in connections.settings:
         return None
+    if conf.MEMDB_MODE == MODE_CLUSTER:
+        from .cluster import state
+
+        found = state.existing()
+        wrapper = connections[conf.MEMDB_NAME]
+        if found is None or not found.ready or found.name != str(wrapper.settings_dict["NAME"]):
+            return None
+        return found  # type: ignore[return-value]
     key = getattr(connections[conf.MEMDB_NAME], "memdb_key", None)  # None: not our engine (E002)
     database = shared.existing(key()) if key else None
     return database if database is not None and database.ready else None
@@ -58,7 +68,7 @@ def ensure_usable(model: type[models.Model], write: bool = False) -> None:
         error = database.failed.get(model._meta.concrete_model)
         if error is not None:
             raise type(error)(str(error))
-    if write and registry.is_persistent(model):
+    if write and registry.is_persistent(model) and not getattr(database, "cluster", False):
         lease.check(database, conf.MEMDB_SPOOL_DATABASE)
 
 
@@ -99,7 +109,7 @@ def bootstrap(wrapper: Any) -> None:
             if reused and persistent:
                 spool.flush(database, raise_errors=False)  # what its last users left
     if persistent:
-        _start_services(database)
+        start_services(database)
 
 
 def _reuse_host_file(wrapper: Any, database: shared.SharedDatabase) -> bool:
@@ -142,10 +152,69 @@ _exit_hooks_installed = False  # inherited by forked children, like the hooks
 _stop = threading.Event()
 
 
+def flush(database: Any, raise_errors: bool = False) -> int:
+    """Journal pending changes of this process's database, whatever the mode."""
+    if getattr(database, "cluster", False):
+        from .cluster import spool as cluster_spool
+
+        return cluster_spool.flush(database, raise_errors=raise_errors)
+    return spool.flush(database, raise_errors=raise_errors)
+
+
+def compact(database: Any, model: type[models.Model] | None = None) -> None:
+    if getattr(database, "cluster", False):
+        from .cluster import spool as cluster_spool
+
+        cluster_spool.compact(database, model)
+    else:
+        spool.compact(database, model)
+
+
+def existing_tables(database: Any) -> set[str]:
+    if getattr(database, "cluster", False):
+        wrapper = connections[conf.MEMDB_NAME]
+        with wrapper.cursor() as cursor:
+            return set(wrapper.introspection.table_names(cursor))
+    return capture.existing_tables(database.connection)
+
+
+@contextmanager
+def reloading(database: Any) -> Iterator[None]:
+    """Around reloading tables from storage: one transaction, foreign keys checked at its end."""
+    if getattr(database, "cluster", False):
+        from .cluster.lifecycle import server_lock
+
+        wrapper = connections[conf.MEMDB_NAME]
+        with server_lock(wrapper), transaction.atomic(using=wrapper.alias):
+            yield
+        return
+    conn = database.connection
+    with restore._constraints_deferred(conn), restore._raw_transaction(conn, "django_memdb_restore"):
+        yield
+
+
+@contextmanager
+def reloading_table(database: Any, model: type[models.Model]) -> Iterator[None]:
+    """Around reloading one table: undone if it fails, and never captured as a change."""
+    if getattr(database, "cluster", False):
+        from .cluster.lifecycle import not_captured
+
+        with not_captured(connections[conf.MEMDB_NAME], [model]), transaction.atomic(using=conf.MEMDB_NAME):
+            yield
+        return
+    conn = database.connection
+    try:
+        with restore._raw_transaction(conn, "django_memdb_table"):
+            capture.drop_triggers(conn, model)
+            yield
+    finally:
+        capture.install_triggers(conn, [model])
+
+
 def flush_all(raise_errors: bool = False) -> None:
     database = started_database()
     if database is not None:
-        spool.flush(database, raise_errors=raise_errors)
+        flush(database, raise_errors=raise_errors)
 
 
 def _interval_loop(database: shared.SharedDatabase) -> None:
@@ -153,7 +222,7 @@ def _interval_loop(database: shared.SharedDatabase) -> None:
         if started_database() is not database:
             return
         try:
-            spool.flush(database, raise_errors=False)
+            flush(database)
         finally:
             connections.close_all()
 
@@ -163,7 +232,7 @@ def _at_exit() -> None:
     database = started_database()
     if database is None:
         return
-    spool.flush(database, raise_errors=False)
+    flush(database)
     if database.lease_token is not None:
         try:
             lease.release(database, conf.MEMDB_SPOOL_DATABASE)
@@ -201,7 +270,7 @@ def install_signal_handler() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-def _start_services(database: shared.SharedDatabase) -> None:
+def start_services(database: Any) -> None:
     if id(database) in _services_started:
         return
     _services_started.add(id(database))

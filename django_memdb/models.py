@@ -51,9 +51,10 @@ class PersistentJournal(models.Model):
 class SpoolLease(models.Model):
     """Which process may write an in-memory database's tables to storage.
 
-    The owner bumps ``generation`` in the transaction of every journal write,
-    so a process whose copy is older than storage can tell and refuses to
-    write over it.
+    ``generation`` is bumped when the owner claims the lease (its first write,
+    a takeover, a renewal, a snapshot) and when a process loads storage; a
+    process may only take over when it still matches what it loaded (see
+    lease.py). Cluster mode does not use it.
     """
 
     name = models.CharField(max_length=100, unique=True)

@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from itertools import islice
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
-from django.db import connections, models
+from django.db import DatabaseError, connections, models
 
 from . import capture, lease, processors, registry, rows
 from . import settings as memdb_settings
@@ -103,7 +104,7 @@ def item_params(codec: rows.TableCodec, item: dict[str, Any], label: str, strict
         ) from exc
 
 
-def _apply(conn: sqlite3.Connection, codec: rows.TableCodec, items: Iterable[dict[str, Any]], label: str) -> int:
+def _apply(conn: Any, codec: rows.TableCodec, items: Iterable[dict[str, Any]], label: str) -> int:
     upsert, delete = codec.upsert, codec.delete
     count = 0
     iterator = iter(items)
@@ -115,7 +116,7 @@ def _apply(conn: sqlite3.Connection, codec: rows.TableCodec, items: Iterable[dic
         try:
             conn.executemany(upsert, upserts)
             conn.executemany(delete, deletes)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, DatabaseError) as exc:
             raise RestoreError(
                 f"Cannot restore {label}: {exc}. Does the model still match the stored "
                 f"data? Fix it, then restart the process or call "
@@ -141,7 +142,7 @@ def _snapshot_items(model: type[models.Model], snapshot: PersistentStorage, usin
 
 
 def _load_table(
-    database: SharedDatabase,
+    database: Any,
     model: type[models.Model],
     snapshots: Iterable[PersistentStorage],
     using: str,
@@ -172,11 +173,39 @@ def _load_table(
             merged.pop(item["pk"], None)
             merged[item["pk"]] = item
         state.journal_rows += count
+        state.journal_entries += 1
         if len(merged) >= BATCH:
             _apply(conn, codec, merged.values(), label)
             merged = {}
     _apply(conn, codec, merged.values(), label)
     return state.snapshot_rows + state.journal_rows
+
+
+def load_tables(
+    database: Any,
+    wanted: dict[type[models.Model], list[PersistentStorage]],
+    using: str,
+    per_table: Callable[[type[models.Model]], AbstractContextManager[Any]],
+) -> dict[type[models.Model], RestoreError]:
+    """Load each table inside ``per_table(model)``, which undoes a table that fails."""
+    failures: dict[type[models.Model], RestoreError] = {}
+    for model, snapshots in wanted.items():
+        started = time.perf_counter()
+        try:
+            with per_table(model):
+                count = _load_table(database, model, snapshots, using)
+        except MemDBError as exc:
+            error = exc if isinstance(exc, RestoreError) else RestoreError(str(exc))
+            failures[model] = error
+            database.failed[model] = error
+            logger.error("django_memdb: %s", error)
+        else:
+            database.failed.pop(model, None)
+            logger.info(
+                "django_memdb: restored %s: %d rows in %.3f s",
+                model._meta.label, count, time.perf_counter() - started,
+            )
+    return failures
 
 
 def _load(
@@ -185,27 +214,18 @@ def _load(
     using: str,
 ) -> dict[type[models.Model], RestoreError]:
     conn = database.connection
-    failures: dict[type[models.Model], RestoreError] = {}
-    with _constraints_deferred(conn), _raw_transaction(conn, "django_memdb_restore"):
-        for model, snapshots in wanted.items():
-            started = time.perf_counter()
-            try:
-                with _raw_transaction(conn, "django_memdb_table"):
-                    capture.drop_triggers(conn, model)
-                    count = _load_table(database, model, snapshots, using)
-            except MemDBError as exc:
-                error = exc if isinstance(exc, RestoreError) else RestoreError(str(exc))
-                failures[model] = error
-                database.failed[model] = error
-                logger.error("django_memdb: %s", error)
-            else:
-                database.failed.pop(model, None)
-                logger.info(
-                    "django_memdb: restored %s: %d rows in %.3f s",
-                    model._meta.label, count, time.perf_counter() - started,
-                )
+
+    @contextmanager
+    def per_table(model: type[models.Model]) -> Iterator[None]:
+        try:
+            with _raw_transaction(conn, "django_memdb_table"):
+                capture.drop_triggers(conn, model)
+                yield
+        finally:
             capture.install_triggers(conn, [model])
-    return failures
+
+    with _constraints_deferred(conn), _raw_transaction(conn, "django_memdb_restore"):
+        return load_tables(database, wanted, using, per_table)
 
 
 def _snapshot_rows(using: str, ids: Iterable[int]) -> list[PersistentStorage]:
@@ -213,16 +233,8 @@ def _snapshot_rows(using: str, ids: Iterable[int]) -> list[PersistentStorage]:
     return list(PersistentStorage.objects.using(using).filter(pk__in=list(ids)).defer("data"))
 
 
-def restore_at_start(database: SharedDatabase) -> None:
-    """Load every persistent table of this process from storage (tables are empty)."""
-    using = conf.MEMDB_SPOOL_DATABASE
-    if not storage_table_exists(connections[using]):
-        logger.warning(
-            "django_memdb: no stored tables to restore: the django_memdb tables are "
-            "missing in the '%s' database. Run `python manage.py migrate`.", using
-        )
-        return
-    lease.observe(database, using)
+def stored_tables(using: str) -> dict[type[models.Model], list[PersistentStorage]]:
+    """The persistent models that have stored rows, with their current snapshot row."""
     keys: dict[tuple[str, str], list[int]] = {}
     for pk, application, modelname in (
         PersistentStorage.objects.using(using).order_by("id").values_list("id", "application", "modelname")
@@ -243,14 +255,34 @@ def restore_at_start(database: SharedDatabase) -> None:
             continue
         # Several snapshot rows only come from 0.0.6; the newest one is current.
         wanted[model] = _snapshot_rows(using, ids[-1:])
+    return wanted
+
+
+def storage_missing(using: str) -> bool:
+    if storage_table_exists(connections[using]):
+        return False
+    logger.warning(
+        "django_memdb: no stored tables to restore: the django_memdb tables are "
+        "missing in the '%s' database. Run `python manage.py migrate`.", using
+    )
+    return True
+
+
+def restore_at_start(database: SharedDatabase) -> None:
+    """Load every persistent table of this process from storage (tables are empty)."""
+    using = conf.MEMDB_SPOOL_DATABASE
+    if storage_missing(using):
+        return
+    lease.observe(database, using)
+    wanted = stored_tables(using)
     if wanted:
         _load(database, wanted, using)
     mark_restored()
 
 
-def restore_rows(database: SharedDatabase, query: Iterable[PersistentStorage] | None) -> None:
+def restore_rows(database: Any, query: Iterable[PersistentStorage] | None) -> None:
     """Load given snapshot rows (or all) into live tables, then store memory again."""
-    from . import spool
+    from . import lifecycle
 
     using = conf.MEMDB_SPOOL_DATABASE
     if query is None:
@@ -267,12 +299,16 @@ def restore_rows(database: SharedDatabase, query: Iterable[PersistentStorage] | 
             continue
         wanted.setdefault(model, []).append(row)
     with database.lock:
-        spool.flush(database)
-        lease.observe(database, using)
-        failures = _load(database, wanted, using)
+        lifecycle.flush(database, raise_errors=True)
+        if getattr(database, "cluster", False):
+            with lifecycle.reloading(database):
+                failures = load_tables(database, wanted, using, partial(lifecycle.reloading_table, database))
+        else:
+            lease.observe(database, using)
+            failures = _load(database, wanted, using)
         for model in wanted:
             if model not in failures:
-                spool.compact(database, model)
+                lifecycle.compact(database, model)
     mark_restored()
     problems.extend(str(error) for error in failures.values())
     if problems:

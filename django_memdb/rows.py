@@ -98,8 +98,10 @@ class TableCodec:
             (_json_types(field), field.null) for field in [self.pk, *self.fields]
         ]
         self._getter = itemgetter(*self.names) if self.names else None
+        self._vendor = connection.vendor
+        self._mark = "?" if connection.vendor == "sqlite" else "%s"
         self.upsert = self._upsert_sql()
-        self.delete = f"DELETE FROM {self.quoted_table} WHERE {self.columns[0]} = ?"
+        self.delete = f"DELETE FROM {self.quoted_table} WHERE {self.columns[0]} = {self._mark}"
 
     # SQLite value -> serializer value
 
@@ -190,11 +192,16 @@ class TableCodec:
 
 
     def _upsert_sql(self) -> str:
-        placeholders = ", ".join("?" * len(self.columns))
+        placeholders = ", ".join([self._mark] * len(self.columns))
         sql = f"INSERT INTO {self.quoted_table} ({self.select_columns}) VALUES ({placeholders}) "
-        if len(self.columns) == 1:
+        rest = self.columns[1:]
+        if self._vendor == "mysql":
+            # MySQL has no DO NOTHING: a key-only row "updates" its key to itself.
+            updates = ", ".join(f"{column} = VALUES({column})" for column in rest or self.columns[:1])
+            return sql + f"ON DUPLICATE KEY UPDATE {updates}"
+        if not rest:
             return sql + f"ON CONFLICT ({self.columns[0]}) DO NOTHING"
-        updates = ", ".join(f"{column} = excluded.{column}" for column in self.columns[1:])
+        updates = ", ".join(f"{column} = excluded.{column}" for column in rest)
         return sql + f"ON CONFLICT ({self.columns[0]}) DO UPDATE SET {updates}"
 
 

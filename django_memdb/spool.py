@@ -70,20 +70,34 @@ def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
             return 0
         database.flushing = True
         database.dirty = False
+        saved = database.lease_generation, database.lease_until
         try:
-            with _spooling(database), lease.undone_on_error(database):
-                count = _flush(database, spool)
+            try:
+                if database.host is None:
+                    count = _flush(database, spool)
+                else:
+                    with _spooling(database):
+                        count = _flush(database, spool)
+            except BaseException:
+                # As lease.undone_on_error: a claim rolled back did not happen.
+                database.lease_generation, database.lease_until = saved
+                raise
             database.pending_error = None
             return count
         except Exception as exc:
-            error = _explain(exc, spool, _pending_labels(database))
-            database.pending_error = error
-            logger.error("django_memdb: %s", error)
-            if raise_errors:
-                raise error from exc
-            return 0
+            return flush_failed(database, exc, spool, raise_errors, _pending_labels(database))
         finally:
             database.flushing = False
+
+
+def flush_failed(database: Any, exc: Exception, spool: Any, raise_errors: bool, labels: str = "") -> int:
+    """A flush failed: the changes stay pending; the error is kept, logged, and raised if asked."""
+    error = _explain(exc, spool, labels)
+    database.pending_error = error
+    logger.error("django_memdb: %s", error)
+    if raise_errors:
+        raise error from exc
+    return 0
 
 
 @contextmanager
@@ -98,6 +112,28 @@ def _spooling(database: SharedDatabase) -> Iterator[None]:
             yield
         finally:
             host.write_marker(database.connection, lease.token(database), database.lease_generation)
+
+
+def observed(database: SharedDatabase, generation: int, unless_claimed: bool = False) -> None:
+    """Record the generation of this process's load of storage (lease.observe).
+
+    In host mode the load refreshed the host's shared copy: the host file's
+    marker gets it too, for the other processes of the host. ``unless_claimed``:
+    not if a claim replaced the UNKNOWN generation since (it knows better).
+    """
+    with database.lock:
+        if unless_claimed and database.lease_generation != lease.UNKNOWN:
+            return
+        if database.host is None:
+            database.lease_generation = generation
+            return
+        with database.host.spooling():
+            if unless_claimed:
+                adopt_host_lease(database)
+                if database.lease_generation != lease.UNKNOWN:
+                    return
+            database.lease_generation = generation
+            host.write_marker(database.connection, lease.token(database), generation)
 
 
 def adopt_host_lease(database: SharedDatabase) -> None:
@@ -144,24 +180,20 @@ def _explain(exc: Exception, spool: Any, labels: str = "") -> PersistenceError:
 
 def _flush(database: SharedDatabase, spool: Any) -> int:
     conn = database.connection
-    max_seq = conn.execute(f"SELECT max(seq) FROM {CHANGES}").fetchone()[0]
-    if max_seq is None:
+    # One statement for the tables and the last change taken: in host mode,
+    # other processes may record changes meanwhile, left for the next flush.
+    changed = conn.execute(f"SELECT tbl, max(seq) FROM {CHANGES} GROUP BY tbl").fetchall()
+    if not changed:
         return 0
-    tables = [r[0] for r in conn.execute(f"SELECT DISTINCT tbl FROM {CHANGES} WHERE seq <= ?", (max_seq,))]
+    max_seq = max(seq for _, seq in changed)
     wrapper = connections[conf.MEMDB_NAME]
     work = []
-    for table in tables:
+    for table, _ in changed:
         model = registry.model_for_table(table)
         if model is None or model in database.failed:
             continue
         codec = rows.codec_for(model, wrapper)
-        columns = ", ".join(f"t.{c}" for c in codec.columns)
-        cursor = conn.execute(
-            f"SELECT c.pk, {columns} FROM (SELECT DISTINCT pk FROM {CHANGES} "
-            f"WHERE tbl = ? AND seq <= ?) AS c LEFT JOIN {codec.quoted_table} AS t "
-            f"ON t.{codec.columns[0]} = c.pk",
-            (table, max_seq),
-        )
+        cursor = conn.execute(_changed_rows_sql(codec), (table, max_seq))
         items, deleted = [], False
         for row in cursor:
             if row[1] is None:
@@ -171,27 +203,83 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
                 items.append(codec.item(row[1:]))
         empty = deleted and not _has_rows(database, codec)
         work.append((model, codec, items, empty))
-    count = 0
     if not work:
         conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (max_seq,))
         return 0
-    with transaction.atomic(using=spool.alias):
-        lease.claim(database, spool.alias)
-        for model, codec, items, empty in work:
-            count += len(items)
-            if empty:
-                storage.delete_stored(database, model, spool.alias)
-            elif model in database.tables and storage.append_journal(model, items, spool):
-                database.tables[model].journal_rows += len(items)
-            else:
-                # No snapshot yet (or someone removed it): store the whole table.
-                storage.write_snapshot(database, model, codec, spool.alias)
+    count = sum(len(items) for _, _, items, _ in work)
+    if not _append_held(database, spool, work):
+        with transaction.atomic(using=spool.alias):
+            lease.claim(database, spool.alias)
+            for model, codec, items, empty in work:
+                if empty:
+                    storage.delete_stored(database, model, spool.alias)
+                elif model in database.tables and storage.append_journal(model, items, spool):
+                    database.tables[model].journaled(len(items))
+                else:
+                    # No snapshot yet (or someone removed it): store the whole table.
+                    storage.write_snapshot(database, model, codec, spool.alias)
     conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (max_seq,))
+    minimum, ratio = conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO
     for model, *_ in work:
         state = database.tables.get(model)
-        if state and storage.needs_compaction(state, conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO):
+        if state and storage.needs_compaction(state, minimum, ratio):
             _compact(database, model, spool)
     return count
+
+
+_changed_rows: dict[rows.TableCodec, str] = {}
+
+
+def _changed_rows_sql(codec: rows.TableCodec) -> str:
+    """The current state of a table's changed rows (no row: deleted), for one flush."""
+    sql = _changed_rows.get(codec)
+    if sql is None:
+        if len(_changed_rows) > 1000:  # codecs are rebuilt when a schema changes
+            _changed_rows.clear()
+        columns = ", ".join(f"t.{c}" for c in codec.columns)
+        sql = _changed_rows[codec] = (
+            f"SELECT c.pk, {columns} FROM (SELECT DISTINCT pk FROM {CHANGES} "
+            f"WHERE tbl = ? AND seq <= ?) AS c LEFT JOIN {codec.quoted_table} AS t "
+            f"ON t.{codec.columns[0]} = c.pk"
+        )
+    return sql
+
+
+class _NotHeld(Exception):
+    """An append of a several-table fast path found the lease moved on (or no snapshot)."""
+
+
+def _append_held(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
+    """The fast path: journal ``work`` without claiming the lease; False if it did not.
+
+    Taken while this process holds the lease (lease.held) and every table
+    has a snapshot: one autocommit statement for one table, one transaction
+    for several (a commit stays atomic in storage). Each append is
+    conditional on the lease row, so a lease that moved on (a takeover, a
+    loader's bump) writes nothing and the caller takes the full path, whose
+    claim refuses or bumps.
+    """
+    held = lease.held(database)
+    if held is None or not storage.can_append_held(spool):
+        return False
+    tables = database.tables
+    if any(empty or model not in tables for model, _, _, empty in work):
+        return False
+    if len(work) == 1:
+        model, _, items, _ = work[0]
+        if not storage.append_journal_held(model, items, spool, held):
+            return False
+    else:
+        try:
+            with transaction.atomic(using=spool.alias):
+                for model, _, items, _ in work:
+                    if not storage.append_journal_held(model, items, spool, held):
+                        raise _NotHeld
+        except _NotHeld:
+            return False
+    for model, _, items, _ in work:
+        tables[model].journaled(len(items))
+    return True
 
 
 def _has_rows(database: SharedDatabase, codec: rows.TableCodec) -> bool:
@@ -202,11 +290,7 @@ def _compact(database: SharedDatabase, model: type[models.Model], spool: Any) ->
     codec = rows.codec_for(model, connections[conf.MEMDB_NAME])
     with transaction.atomic(using=spool.alias):
         lease.claim(database, spool.alias)
-        if _has_rows(database, codec):
-            count = storage.write_snapshot(database, model, codec, spool.alias)
-            logger.info("django_memdb: compacted %s into a snapshot of %d rows", model._meta.label, count)
-        else:
-            storage.delete_stored(database, model, spool.alias)
+        storage.store_whole(database, model, codec, spool.alias)
 
 
 def compact(database: SharedDatabase, model: type[models.Model] | None = None) -> None:

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from . import processors, registry
 from .backend.shared import SharedDatabase
-from .models import PersistentJournal, PersistentStorage
+from .cluster.state import ClusterState
+from .models import PersistentJournal, PersistentStorage, SpoolLease
 from .rows import TableCodec
 
 logger = logging.getLogger("django_memdb")
@@ -25,9 +26,22 @@ class TableState:
 
     snapshot_rows: int = 0
     journal_rows: int = 0
+    journal_entries: int = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # An emptied journal (a snapshot was written, or a restore starts
+        # counting again) has no entries either, whoever empties it.
+        super().__setattr__(name, value)
+        if name == "journal_rows" and value == 0:
+            super().__setattr__("journal_entries", 0)
+
+    def journaled(self, rows: int) -> None:
+        """One more journal entry of ``rows`` rows was committed."""
+        self.journal_rows += rows
+        self.journal_entries += 1
 
 
-def table_state(database: SharedDatabase, model: type[models.Model]) -> TableState:
+def table_state(database: SharedDatabase | ClusterState, model: type[models.Model]) -> TableState:
     state = database.tables.get(model)
     if state is None:
         state = database.tables[model] = TableState()
@@ -39,7 +53,7 @@ def _filter(queryset: models.QuerySet[Any], model: type[models.Model]) -> models
     return queryset.filter(application=application, modelname=modelname)
 
 
-def delete_stored(database: SharedDatabase, model: type[models.Model], using: str) -> None:
+def delete_stored(database: SharedDatabase | ClusterState, model: type[models.Model], using: str) -> None:
     """Remove the stored rows of this one table (it became empty)."""
     with transaction.atomic(using=using):
         _filter(PersistentJournal.objects.using(using), model).delete()
@@ -47,26 +61,82 @@ def delete_stored(database: SharedDatabase, model: type[models.Model], using: st
     database.tables.pop(model, None)
 
 
+_journal_sql: dict[tuple[str, bool], str] = {}
+
+
+def _journal_insert(
+    model: type[models.Model], items: list[dict[str, Any]], spool: BaseDatabaseWrapper,
+    held: tuple[str, str, int] | None = None,
+) -> bool:
+    """INSERT ... SELECT one journal entry if the table has a snapshot (and, given
+    ``held``, if the lease row still is ``held``); True if it inserted it."""
+    blob, codec = processors.encode(model, items)
+    application, modelname = registry.storage_key(model)
+    key = (spool.vendor, held is not None)
+    sql = _journal_sql.get(key)
+    if sql is None:
+        sql = _journal_sql[key] = _journal_insert_sql(spool, held is not None)
+    inserted = PersistentJournal._meta.get_field("inserted").get_db_prep_save(timezone.now(), spool)
+    params = [application, modelname, inserted, codec, blob, len(items), application, modelname]
+    if held is not None:
+        params += held
+    with spool.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
+
+
+def _journal_insert_sql(spool: BaseDatabaseWrapper, held: bool) -> str:
+    quote = spool.ops.quote_name
+    journal = quote(PersistentJournal._meta.db_table)
+    columns = ", ".join(quote(c) for c in ("application", "modelname", "inserted", "codec", "data", "rows"))
+    storage = quote(PersistentStorage._meta.db_table)
+    if not held:
+        return (
+            f"INSERT INTO {journal} ({columns}) SELECT %s, %s, %s, %s, %s, %s FROM {storage} "
+            f"WHERE {quote('application')} = %s AND {quote('modelname')} = %s LIMIT 1"
+        )
+    return (
+        f"INSERT INTO {journal} ({columns}) SELECT %s, %s, %s, %s, %s, %s "
+        f"FROM {storage} s, {quote(SpoolLease._meta.db_table)} l "
+        f"WHERE s.{quote('application')} = %s AND s.{quote('modelname')} = %s AND l.{quote('name')} = %s "
+        f"AND l.{quote('owner')} = %s AND l.{quote('generation')} = %s LIMIT 1{_HELD_LOCK[spool.vendor]}"
+    )
+
+
 def append_journal(
     model: type[models.Model], items: list[dict[str, Any]], spool: BaseDatabaseWrapper
 ) -> bool:
     """Append a journal entry if the table has a snapshot; False if it has none."""
-    blob, codec = processors.encode(model, items)
-    application, modelname = registry.storage_key(model)
-    quote = spool.ops.quote_name
-    journal, storage = quote(PersistentJournal._meta.db_table), quote(PersistentStorage._meta.db_table)
-    inserted = PersistentJournal._meta.get_field("inserted").get_db_prep_save(timezone.now(), spool)
-    columns = ", ".join(quote(c) for c in ("application", "modelname", "inserted", "codec", "data", "rows"))
     # Conditional on the snapshot row in the same statement: if someone
     # removed the snapshot, the caller writes a full one instead.
-    sql = (
-        f"INSERT INTO {journal} ({columns}) SELECT %s, %s, %s, %s, %s, %s FROM {storage} "
-        f"WHERE {quote('application')} = %s AND {quote('modelname')} = %s LIMIT 1"
-    )
-    params = [application, modelname, inserted, codec, blob, len(items), application, modelname]
-    with spool.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount == 1
+    return _journal_insert(model, items, spool)
+
+
+# Locking clause that makes the read of the lease row in append_journal_held
+# wait for a concurrent UPDATE of that row (a takeover, or a loader's bump in
+# lease.observe) and then see its result. Without it, an INSERT ... SELECT on
+# MySQL/MariaDB under READ COMMITTED reads the old row version without waiting.
+# SQLite needs none: a writing statement takes the database's write lock
+# before it reads anything.
+_HELD_LOCK = {"sqlite": "", "postgresql": " FOR SHARE OF l", "mysql": " LOCK IN SHARE MODE"}
+
+
+def can_append_held(spool: BaseDatabaseWrapper) -> bool:
+    """Whether append_journal_held knows how to lock the lease row on this database."""
+    return spool.vendor in _HELD_LOCK
+
+
+def append_journal_held(
+    model: type[models.Model], items: list[dict[str, Any]], spool: BaseDatabaseWrapper,
+    held: tuple[str, str, int],
+) -> bool:
+    """Append a journal entry in one statement if the table has a snapshot AND the lease
+    row still is ``held`` = (name, owner, generation); False otherwise (nothing written).
+
+    The journal write of a lease owner that need not renew (see lease.held):
+    one autocommit statement instead of a transaction that claims the lease.
+    """
+    return _journal_insert(model, items, spool, held)
 
 
 def _counted(items: Iterable[dict[str, Any]], counter: list[int]) -> Iterator[dict[str, Any]]:
@@ -76,7 +146,7 @@ def _counted(items: Iterable[dict[str, Any]], counter: list[int]) -> Iterator[di
 
 
 def write_snapshot(
-    database: SharedDatabase, model: type[models.Model], codec: TableCodec, using: str
+    database: SharedDatabase | ClusterState, model: type[models.Model], codec: TableCodec, using: str
 ) -> int:
     """Store the whole table as its one snapshot row and drop its journal.
 
@@ -104,6 +174,17 @@ def write_snapshot(
     return counter[0]
 
 
+def store_whole(
+    database: SharedDatabase | ClusterState, model: type[models.Model], codec: TableCodec, using: str
+) -> None:
+    """Compaction: the table's snapshot rewritten, or its stored rows removed if it is empty."""
+    if database.connection.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone() is None:
+        delete_stored(database, model, using)
+        return
+    count = write_snapshot(database, model, codec, using)
+    logger.info("django_memdb: compacted %s into a snapshot of %d rows", model._meta.label, count)
+
+
 BLOB_CHUNK = 4 << 20
 
 
@@ -126,8 +207,29 @@ def blob_chunks(model: type[models.Model], pk: int, using: str) -> Iterator[byte
     yield as_bytes(model.objects.using(using).values_list("data", flat=True).get(pk=pk))
 
 
+# A journal entry costs a restart about as much as ENTRY_ROWS stored rows more
+# than the rows it holds (a blob to fetch and decode); see journal_limits.
+ENTRY_ROWS = 4
+
+
+def journal_limits(snapshot_rows: int, minimum: int, ratio: float) -> tuple[float, float]:
+    """The most journal rows, and the most journal entries, a table carries before compaction.
+
+    Rows: ``max(minimum, ratio * snapshot_rows)``, the settings' bound. Entries:
+    that bound divided by ENTRY_ROWS (never below ``minimum``), so that a journal
+    of one-row entries (one per committed write) is compacted when replaying
+    it costs about as much as a journal of that many rows in few entries.
+    Both bounds grow with the table, so that one compaction (which rewrites
+    the whole table) is spread over as many writes as the table has rows
+    divided by ENTRY_ROWS.
+    """
+    rows = max(minimum, ratio * snapshot_rows)
+    return rows, max(minimum, rows / ENTRY_ROWS)
+
+
 def needs_compaction(state: TableState, minimum: int, ratio: float) -> bool:
-    return state.journal_rows > max(minimum, ratio * state.snapshot_rows)
+    rows, entries = journal_limits(state.snapshot_rows, minimum, ratio)
+    return state.journal_rows > rows or state.journal_entries > entries
 
 
 def storage_table_exists(spool: BaseDatabaseWrapper) -> bool:

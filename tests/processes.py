@@ -270,8 +270,8 @@ class Scratch:
         child.wait_for("ready")
         return child
 
-    def manage(self, *arguments: str) -> Result:
-        child = self._spawn(["manage.py", *arguments], self.env(), subprocess.DEVNULL)
+    def manage(self, *arguments: str, settings: str = SETTINGS[0]) -> Result:
+        child = self._spawn(["manage.py", *arguments], self.env(settings), subprocess.DEVNULL)
         return child.wait().check()
 
     def dump(self, *options: str, settings: str = SETTINGS[0], errors: bool = False) -> dict[str, Any]:

@@ -127,3 +127,52 @@ def test_checks_are_registered() -> None:
     registered = {f.__name__ for f in django_checks.registry.registry.get_checks(include_deployment_checks=True)}
     assert {"check_alias", "check_router", "check_relations", "check_models", "check_settings"} <= registered
     assert apps.is_installed("django_memdb")
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_e011_cluster_mode_needs_a_server(settings: Any) -> None:
+    settings.MEMDB_MODE = "cluster"
+    settings.MEMDB_CLUSTER_DATABASE = "nowhere"
+    assert ids(checks.check_cluster()) == ["django_memdb.E011"]
+    settings.DATABASES = {**settings.DATABASES, "files": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x"}}
+    settings.MEMDB_CLUSTER_DATABASE = "files"
+    errors = checks.check_cluster()
+    assert ids(errors) == ["django_memdb.E011"] and "sqlite" in errors[0].msg
+    settings.DATABASES = {**settings.DATABASES, "server": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}}
+    settings.MEMDB_CLUSTER_DATABASE = "server"
+    assert checks.check_cluster() == []  # UNLOGGED tables hold every column type
+    settings.MEMDB_MODE = "host"
+    settings.MEMDB_CLUSTER_DATABASE = "nowhere"
+    assert checks.check_cluster() == []
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_e012_models_that_memory_tables_cannot_hold(settings: Any) -> None:
+    settings.MEMDB_MODE = "cluster"
+    settings.DATABASES = {**settings.DATABASES, "server": {"ENGINE": "django.db.backends.mysql", "NAME": "x"}}
+    settings.MEMDB_CLUSTER_DATABASE = "server"
+    errors = {error.obj._meta.label: error for error in checks.check_cluster()}
+    assert all(error.id == "django_memdb.E012" for error in errors.values())
+    # The test project's TextFields, JSON and binary columns; CharFields and numbers fit.
+    assert "text (TextField) would be a longtext column" in errors["tests.Persistent"].msg
+    assert "payload (JSONField)" in errors["tests.Rich"].msg and "blob (BinaryField)" in errors["tests.Rich"].msg
+    assert "tests.Other" not in errors
+    assert "CharField(max_length=...)" in (errors["tests.Persistent"].hint or "")
+
+
+def test_e012_row_size(settings: Any) -> None:
+    from django_memdb.cluster.dialect import memory_problems
+
+    with isolate_apps("tests"):
+
+        class Wide(models.Model, InMemoryDB):
+            first = models.CharField(max_length=10_000)
+            second = models.CharField(max_length=10_000)
+
+            class Meta:
+                app_label = "tests"
+
+    data_types = {"AutoField": "integer AUTO_INCREMENT", "CharField": "varchar(%(max_length)s)"}
+    assert memory_problems(Wide, data_types) == [
+        "its rows would take up to 80012 bytes (MEMORY's limit is 65535)"
+    ]

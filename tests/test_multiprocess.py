@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.processes import Child, Scratch
+from tests.processes import Scratch
+from tests.servers import Server, Worker
 
 pytestmark = pytest.mark.processes
-
-
-class Worker:
-    """``python -m tests.worker``: one process, commands on stdin."""
-
-    def __init__(self, database: Scratch, name: str, **env: str) -> None:
-        self.child = Child(
-            [sys.executable, "-m", "tests.worker"], database.env(**env),
-            database.directory / f"{name}.stderr", subprocess.PIPE,
-        )
-        database.children.append(self.child)
-        self.pid = self.child.wait_for("ready", timeout=60)
-
-    def ask(self, command: str, answer: str = "ok") -> Any:
-        assert self.child.popen.stdin is not None
-        self.child.popen.stdin.write(command + "\n")
-        self.child.popen.stdin.flush()
-        return self.child.wait_for(answer, timeout=60)
 
 
 def test_a_second_writer_is_refused_not_clobbered(scratch: Scratch) -> None:
@@ -61,63 +36,11 @@ def test_a_second_writer_is_refused_not_clobbered(scratch: Scratch) -> None:
     assert [row["text"] for row in scratch.dump()["tests.Persistent"]] == ["a1", "a2", "c1", "d1"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Server:
-    """gunicorn with several workers serving tests.wsgi on 127.0.0.1."""
-
-    def __init__(self, database: Scratch, directory: Path, **env: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/items/"
-        environment = database.env(MEMDB_TEST_MODE="host", MEMDB_TEST_HOST_DIRECTORY=str(directory), **env)
-        self.log = (directory / f"gunicorn-{self.port}.log").open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "tests.wsgi:application", "--workers", "3",
-             "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "20"],
-            cwd=Path(__file__).resolve().parent.parent, env=environment,
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.get()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop(signal.SIGKILL)
-                    raise
-
-    def request(self, data: bytes | None) -> dict[str, Any]:
-        request = urllib.request.Request(self.url, data=data, headers={"Connection": "close"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def get(self) -> dict[str, Any]:
-        return self.request(None)
-
-    def post(self, text: str) -> dict[str, Any]:
-        return self.request(urllib.parse.urlencode({"text": text}).encode())
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        self.process.send_signal(signum)
-        self.process.wait(60)
-        self.log.close()
-
-
 def test_host_mode_workers_share_one_truth(scratch: Scratch, tmp_path: Path) -> None:
-    server = Server(scratch, tmp_path)
+    server = Server(scratch, tmp_path, MEMDB_TEST_MODE="host", MEMDB_TEST_HOST_DIRECTORY=str(tmp_path))
     try:
-        pids, texts = set(), []
-        for number in range(30):
-            texts.append(f"t{number}")
-            answer = server.post(texts[-1])
-            pids.add(answer["pid"])
-            assert answer["texts"] == texts  # every worker sees every row
-        assert len(pids) >= 2, "the requests should reach several workers"
+        texts = [f"t{number}" for number in range(30)]
+        pids = server.post_each(texts)
         victim = next(iter(pids))
         os.kill(victim, signal.SIGKILL)  # gunicorn starts a new worker; it joins the file
         for number in range(30, 40):
@@ -125,7 +48,8 @@ def test_host_mode_workers_share_one_truth(scratch: Scratch, tmp_path: Path) -> 
             assert server.post(texts[-1])["texts"] == texts
     finally:
         server.stop()
-    restarted = Server(scratch, tmp_path)  # all workers gone: restored from storage
+    # All workers gone: restored from storage.
+    restarted = Server(scratch, tmp_path, MEMDB_TEST_MODE="host", MEMDB_TEST_HOST_DIRECTORY=str(tmp_path))
     try:
         assert restarted.get()["texts"] == texts
     finally:
@@ -135,7 +59,10 @@ def test_host_mode_workers_share_one_truth(scratch: Scratch, tmp_path: Path) -> 
 def test_host_mode_another_process_spools_what_a_killed_one_left(scratch: Scratch, tmp_path: Path) -> None:
     # Under the "shutdown" policy nothing is written before exit: the change of a
     # killed worker is only in the shared file, and a surviving worker writes it.
-    server = Server(scratch, tmp_path, MEMDB_TEST_DURABILITY="shutdown")
+    server = Server(
+        scratch, tmp_path, MEMDB_TEST_MODE="host", MEMDB_TEST_HOST_DIRECTORY=str(tmp_path),
+        MEMDB_TEST_DURABILITY="shutdown",
+    )
     try:
         answer = server.post("kept by the others")
         os.kill(answer["pid"], signal.SIGKILL)

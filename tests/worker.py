@@ -1,6 +1,6 @@
 """A long-lived process of the test project that obeys commands on stdin.
 
-``write <text>`` creates a Persistent row, ``count`` counts them, ``texts``
+``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``count`` counts them, ``texts``
 lists them; each answers one ``@ok <json>`` or ``@error <message>`` line.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 import django
 
@@ -16,8 +17,12 @@ import django
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     django.setup()
-    from tests.models import Persistent
+    from django.apps import apps
 
+    # The cluster tests use a model that fits MEMORY tables.
+    Persistent = apps.get_model(os.environ.get("MEMDB_TEST_WORKER_MODEL", "tests.Persistent"))
+
+    _die_at(os.environ.get("MEMDB_TEST_WORKER_DIE_AT"))
     print(f"@ready {json.dumps(os.getpid())}", flush=True)
     for line in sys.stdin:
         command, _, argument = line.strip().partition(" ")
@@ -32,6 +37,31 @@ def main() -> None:
             print(f"@error {json.dumps(f'{type(exc).__name__}: {exc}')}", flush=True)
         else:
             print(f"@ok {json.dumps(value)}", flush=True)
+
+
+def _die_at(point: str | None) -> None:
+    """Cluster mode: SIGKILL this process right after the named step."""
+    if not point:
+        return
+    import signal
+
+    from django_memdb import storage
+    from django_memdb.cluster import lifecycle
+
+    def dying(function: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = function(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+            return result
+
+        return call
+
+    if point == "restored":  # tables loaded; no triggers, no marker yet
+        lifecycle.restore_all = dying(lifecycle.restore_all)  # type: ignore[assignment]
+    elif point == "journaled":  # entry committed; its change records not yet deleted
+        storage.append_journal = dying(storage.append_journal)  # type: ignore[assignment]
+    else:
+        raise ValueError(point)
 
 
 if __name__ == "__main__":

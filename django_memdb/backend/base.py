@@ -9,7 +9,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.sqlite3 import base as sqlite3_base
 
-from ..conf import MODE_HOST, conf
+from ..conf import MODE_CLUSTER, MODE_HOST, conf
 from . import host, shared
 from .features import DatabaseFeatures
 
@@ -105,6 +105,14 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
 
     memdb_database: shared.SharedDatabase
     features_class = DatabaseFeatures
+
+    def __new__(cls, settings_dict: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if cls is DatabaseWrapper and conf.MEMDB_MODE == MODE_CLUSTER:
+            # One setting moves the alias onto a shared server: see cluster/engines.py.
+            from ..cluster.engines import wrapper_for
+
+            return wrapper_for(settings_dict, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

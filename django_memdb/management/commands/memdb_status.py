@@ -57,16 +57,17 @@ def _writer(writer: dict[str, Any] | None) -> str:
     return f"{who}, {state} {writer['expires']:%Y-%m-%d %H:%M:%S %Z}"
 
 
+MODES = {
+    "process": "each process has its own in-memory database; shown: this command's",
+    "host": "the processes of this host share one in-memory database",
+    "cluster": "every process shares the in-memory tables on the database server",
+}
+
+
 def render(report: Status) -> str:
     """The status as a text table with the settings above it and problems below."""
     lines = [
-        f"Mode: {report.mode} ("
-        + (
-            "the processes of this host share one in-memory database"
-            if report.mode == "host"
-            else "each process has its own in-memory database; shown: this command's"
-        )
-        + ")",
+        f"Mode: {report.mode} ({MODES.get(report.mode, MODES['process'])})",
         f"Durability: {report.durability}"
         + (f" (every {report.flush_interval:g} s)" if report.durability == "interval" else ""),
         f"In-memory database: {report.memory_database}; storage database: {report.storage_database}",

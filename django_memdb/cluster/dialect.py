@@ -1,0 +1,191 @@
+"""What differs between PostgreSQL and MariaDB/MySQL in cluster mode: SQL only."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.db import models
+
+CHANGES = "django_memdb_changes"
+MARKER = "django_memdb_cluster"
+
+
+def _digest(text: str, size: int = 12) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:size]
+
+
+class Dialect:
+    vendor = ""
+    create_table = ""
+    restoring_on = ""
+    restoring_off = ""
+
+    def __init__(self, connection: Any) -> None:
+        self.quote = connection.ops.quote_name
+        self.name = str(connection.settings_dict["NAME"])
+
+    def lock(self) -> str:
+        raise NotImplementedError
+
+    def unlock(self) -> str:
+        raise NotImplementedError
+
+    def change_table(self) -> str:
+        raise NotImplementedError
+
+    def marker_table(self) -> str:
+        raise NotImplementedError
+
+    def drop_table(self, table: str) -> str:
+        return f"DROP TABLE IF EXISTS {self.quote(table)}"
+
+    def triggers(self, model: type[models.Model]) -> list[str]:
+        raise NotImplementedError
+
+
+class PostgreSQL(Dialect):
+    """UNLOGGED tables: kept in shared buffers and files, truncated after a crash."""
+
+    vendor = "postgresql"
+    # A custom setting of the session: the capture function skips rows while it is on.
+    restoring_on = "SET django_memdb.restoring = 'on'"
+    restoring_off = "SET django_memdb.restoring = 'off'"
+    create_table = "CREATE UNLOGGED TABLE %(table)s (%(definition)s)"
+
+    def lock(self) -> str:
+        return "SELECT pg_advisory_lock(hashtext('django_memdb'))"
+
+    def unlock(self) -> str:
+        return "SELECT pg_advisory_unlock(hashtext('django_memdb'))"
+
+    def change_table(self) -> str:
+        return (
+            f"CREATE UNLOGGED TABLE IF NOT EXISTS {self.quote(CHANGES)} "
+            "(seq bigserial PRIMARY KEY, tbl varchar(255) NOT NULL, pk text NULL)"
+        )
+
+    def marker_table(self) -> str:
+        return (
+            f"CREATE UNLOGGED TABLE IF NOT EXISTS {self.quote(MARKER)} "
+            "(fingerprint varchar(64) NOT NULL, started timestamp with time zone NOT NULL DEFAULT now())"
+        )
+
+    def drop_table(self, table: str) -> str:
+        return super().drop_table(table) + " CASCADE"
+
+    def capture_function(self) -> str:
+        changes = self.quote(CHANGES)
+        return (
+            "CREATE OR REPLACE FUNCTION django_memdb_capture() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "DECLARE new_pk text; old_pk text; "
+            "BEGIN "
+            "IF current_setting('django_memdb.restoring', true) = 'on' THEN RETURN NULL; END IF; "
+            f"IF TG_OP = 'TRUNCATE' THEN INSERT INTO {changes} (tbl, pk) VALUES (TG_TABLE_NAME, NULL); "
+            "RETURN NULL; END IF; "
+            "IF TG_OP <> 'DELETE' THEN new_pk := to_jsonb(NEW) ->> TG_ARGV[0]; "
+            f"INSERT INTO {changes} (tbl, pk) VALUES (TG_TABLE_NAME, new_pk); END IF; "
+            "IF TG_OP <> 'INSERT' THEN old_pk := to_jsonb(OLD) ->> TG_ARGV[0]; "
+            f"IF old_pk IS DISTINCT FROM new_pk THEN INSERT INTO {changes} (tbl, pk) VALUES (TG_TABLE_NAME, old_pk); "
+            "END IF; END IF; "
+            "RETURN NULL; END $$"
+        )
+
+    def triggers(self, model: type[models.Model]) -> list[str]:
+        table = self.quote(model._meta.db_table)
+        pk = model._meta.pk.column.replace("'", "''")
+        rows, statement = self.quote("django_memdb_capture"), self.quote("django_memdb_capture_truncate")
+        return [
+            f"DROP TRIGGER IF EXISTS {rows} ON {table}",
+            f"DROP TRIGGER IF EXISTS {statement} ON {table}",
+            f"CREATE TRIGGER {rows} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION django_memdb_capture('{pk}')",
+            f"CREATE TRIGGER {statement} AFTER TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION django_memdb_capture('{pk}')",
+        ]
+
+
+class MySQL(Dialect):
+    """ENGINE=MEMORY tables: in the server's RAM, empty after it restarts.
+
+    MEMORY is not transactional: a rolled-back transaction keeps its writes to
+    these tables, and the capture rows that go with them.
+    """
+
+    vendor = "mysql"
+    restoring_on = "SET @django_memdb_restoring = 1"
+    restoring_off = "SET @django_memdb_restoring = NULL"
+    create_table = "CREATE TABLE %(table)s (%(definition)s) ENGINE=MEMORY"
+
+    def _lock_name(self) -> str:
+        # Locks are server-wide: one per database.
+        return "django_memdb." + _digest(self.name, 32)
+
+    def lock(self) -> str:
+        return f"SELECT GET_LOCK('{self._lock_name()}', 120)"
+
+    def unlock(self) -> str:
+        return f"SELECT RELEASE_LOCK('{self._lock_name()}')"
+
+    def change_table(self) -> str:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.quote(CHANGES)} "
+            "(seq bigint AUTO_INCREMENT PRIMARY KEY, tbl varchar(255) NOT NULL, pk varchar(255) NULL) "
+            "ENGINE=MEMORY"
+        )
+
+    def marker_table(self) -> str:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.quote(MARKER)} "
+            "(fingerprint varchar(64) NOT NULL, started datetime(6) NOT NULL) ENGINE=MEMORY"
+        )
+
+    def triggers(self, model: type[models.Model]) -> list[str]:
+        table_name = model._meta.db_table
+        table, pk = self.quote(table_name), self.quote(model._meta.pk.column)
+        literal = "'{}'".format(table_name.replace("\\", "\\\\").replace("'", "''"))
+        base = f"django_memdb_{_digest(table_name)}"
+        record = f"INSERT INTO {self.quote(CHANGES)} (tbl, pk) VALUES ({literal}, %s); "
+        guard = "IF @django_memdb_restoring IS NULL THEN "
+        statements = [f"DROP TRIGGER IF EXISTS {self.quote(base + suffix)}" for suffix in ("_ins", "_upd", "_del")]
+        statements += [
+            f"CREATE TRIGGER {self.quote(base + '_ins')} AFTER INSERT ON {table} FOR EACH ROW "
+            f"BEGIN {guard}{record % ('NEW.' + pk)}END IF; END",
+            f"CREATE TRIGGER {self.quote(base + '_upd')} AFTER UPDATE ON {table} FOR EACH ROW "
+            f"BEGIN {guard}{record % ('NEW.' + pk)}"
+            f"IF NOT (OLD.{pk} <=> NEW.{pk}) THEN {record % ('OLD.' + pk)}END IF; END IF; END",
+            f"CREATE TRIGGER {self.quote(base + '_del')} AFTER DELETE ON {table} FOR EACH ROW "
+            f"BEGIN {guard}{record % ('OLD.' + pk)}END IF; END",
+        ]
+        return statements
+
+
+def for_connection(connection: Any) -> Dialect:
+    if connection.vendor == "postgresql":
+        return PostgreSQL(connection)
+    if connection.vendor == "mysql":
+        return MySQL(connection)
+    raise ValueError(f"cluster mode needs PostgreSQL or MariaDB/MySQL, not {connection.vendor}")
+
+
+# What MEMORY tables cannot hold (see checks.py).
+
+MEMORY_MAX_ROW = 65_535
+
+
+def memory_problems(model: type[models.Model], data_types: dict[str, str]) -> list[str]:
+    """Why the columns of ``model`` cannot be a MariaDB/MySQL MEMORY table (empty if they can)."""
+    problems, row = [], 0
+    for field in model._meta.local_concrete_fields:
+        kind = field.get_internal_type()
+        if isinstance(field, models.ForeignKey):
+            kind = field.target_field.get_internal_type()
+        db_type = data_types.get(kind, "")
+        if any(word in db_type for word in ("text", "blob", "json")):
+            problems.append(f"{field.name} ({type(field).__name__}) would be a {db_type.split()[0]} column")
+        max_length = getattr(field, "max_length", None)
+        # MEMORY rows are fixed-length: varchar(n) takes 4 bytes per character in utf8mb4.
+        row += 4 * max_length + 2 if "varchar" in db_type and max_length else 8
+    if row > MEMORY_MAX_ROW:
+        problems.append(f"its rows would take up to {row} bytes (MEMORY's limit is {MEMORY_MAX_ROW})")
+    return problems

@@ -1,0 +1,200 @@
+"""The in-memory alias as a connection to PostgreSQL or MariaDB/MySQL (cluster mode).
+
+The wrapper is the server's own Django backend, sharing the settings dict of
+``MEMDB_CLUSTER_DATABASE`` (so a test database follows), with three
+additions: tables it creates are UNLOGGED / ENGINE=MEMORY; a write marks the
+connection so that its commit journals the captured changes; and each new
+connection first makes sure the server still holds the tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.utils import load_backend
+
+from ..backend import shared
+from ..backend.base import _AtomicBlocks
+from ..conf import conf
+from . import dialect, state
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC", "TRUNCA", "MERGE ", "WITH ")
+
+
+def _is_write(sql: Any) -> bool:
+    return isinstance(sql, str) and sql.lstrip()[:6].upper() in _WRITES
+
+
+class _Capturing:
+    """A cursor that tells its connection when a statement may have changed rows."""
+
+    db: Any
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        result = super().execute(sql, params)  # type: ignore[misc]
+        if _is_write(sql):
+            self.db.memdb_wrote()
+        return result
+
+    def executemany(self, sql: str, param_list: Any) -> Any:
+        result = super().executemany(sql, param_list)  # type: ignore[misc]
+        if _is_write(sql):
+            self.db.memdb_wrote()
+        return result
+
+
+class _CapturingCursor(_Capturing, CursorWrapper):
+    pass
+
+
+class _CapturingDebugCursor(_Capturing, CursorDebugWrapper):
+    pass
+
+
+class ClusterWrapper:
+    """Mixed into the server's DatabaseWrapper; see the module docstring."""
+
+    vendor: str
+    connection: Any
+    alias: str
+    in_atomic_block: bool
+    needs_rollback: bool
+    settings_dict: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.memdb_database = state.get()
+        self.memdb_dialect = dialect.for_connection(self)
+        self.memdb_hooked = False
+        self.memdb_dirty = False
+        self.memdb_flushing = False
+        self.memdb_checking = False
+        base_editor = self.SchemaEditorClass  # type: ignore[has-type]
+        self.SchemaEditorClass = type(
+            "ClusterSchemaEditor", (base_editor,), {"sql_create_table": self.memdb_dialect.create_table}
+        )
+
+    @property
+    def atomic_blocks(self) -> _AtomicBlocks:
+        return self._memdb_atomic_blocks
+
+    @atomic_blocks.setter
+    def atomic_blocks(self, value: Any) -> None:
+        self._memdb_atomic_blocks = _AtomicBlocks(self, value)  # type: ignore[arg-type]
+
+    def memdb_key(self) -> str:
+        return f"cluster:{self.alias}"
+
+    # Connection life cycle
+
+    def ensure_connection(self) -> None:
+        if self.memdb_checking:
+            super().ensure_connection()  # type: ignore[misc]
+            return
+        fresh = self.connection is None
+        self.memdb_checking = True  # connect() calls back here before autocommit is set
+        try:
+            super().ensure_connection()  # type: ignore[misc]
+            if fresh or not self.memdb_database.ready:
+                from . import lifecycle
+
+                lifecycle.connected(self)
+        finally:
+            self.memdb_checking = False
+
+    def make_cursor(self, cursor: Any) -> Any:
+        return _CapturingCursor(cursor, self)
+
+    def make_debug_cursor(self, cursor: Any) -> Any:
+        return _CapturingDebugCursor(cursor, self)
+
+    # Persistence hooks (as in backend/base.py, for a connection of its own per thread)
+
+    def memdb_wrote(self) -> None:
+        if self.memdb_checking or self.memdb_flushing:
+            return
+        self.memdb_dirty = True
+        if self.memdb_effectively_committed():
+            self.memdb_changes_committed()
+        elif self.in_atomic_block and not self.memdb_hooked:
+            self.memdb_hook_commit()
+
+    def memdb_effectively_committed(self) -> bool:
+        if not self.in_atomic_block:
+            return bool(self.get_autocommit())  # type: ignore[attr-defined]
+        return (
+            not self.needs_rollback
+            and bool(self.atomic_blocks)
+            and all(getattr(b, "_from_testcase", False) for b in self.atomic_blocks)
+        )
+
+    def memdb_hook_commit(self) -> None:
+        self.memdb_hooked = True
+        self.on_commit(self.memdb_changes_committed)  # type: ignore[attr-defined]
+
+    def memdb_changes_committed(self, raise_errors: bool = True) -> None:
+        if self.memdb_dirty:
+            self.memdb_dirty = False
+            from . import spool
+
+            spool.changes_committed(self.memdb_database, raise_errors=raise_errors)
+
+    def _commit(self) -> None:
+        super()._commit()  # type: ignore[misc]
+        hooked, self.memdb_hooked = self.memdb_hooked, False
+        if self.memdb_dirty and not hooked:
+            # A manual transaction (set_autocommit(False)): no on_commit hook there.
+            self.memdb_changes_committed(raise_errors=False)
+
+    def _rollback(self) -> None:
+        super()._rollback()  # type: ignore[misc]
+        self.memdb_hooked = False
+        if self.memdb_dialect.vendor != "mysql":
+            # MEMORY tables keep rolled-back writes and their capture rows: those
+            # stay pending, journaled by the next flush of any process.
+            self.memdb_dirty = False
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        super()._savepoint_rollback(sid)  # type: ignore[misc]
+        self.memdb_hooked = False
+        if self.memdb_dirty and self.in_atomic_block:
+            self.memdb_hook_commit()
+
+
+_classes: dict[type, type] = {}
+
+
+def wrapper_for(settings_dict: dict[str, Any], alias: str) -> Any:
+    """The cluster wrapper of the alias: the server backend of MEMDB_CLUSTER_DATABASE."""
+    source_alias = conf.MEMDB_CLUSTER_DATABASE
+    try:
+        source = connections.settings[source_alias]
+    except KeyError:
+        raise ImproperlyConfigured(
+            f"MEMDB_MODE is 'cluster' but MEMDB_CLUSTER_DATABASE names '{source_alias}', "
+            f"which is not in DATABASES."
+        ) from None
+    base = load_backend(source["ENGINE"]).DatabaseWrapper
+    if base.vendor not in ("postgresql", "mysql"):
+        raise ImproperlyConfigured(
+            f"MEMDB_MODE is 'cluster' but DATABASES['{source_alias}'] is {base.vendor}: the "
+            f"in-memory tables need a PostgreSQL or MariaDB/MySQL server every process reaches. "
+            f"Point MEMDB_CLUSTER_DATABASE at one, or use MEMDB_MODE 'host' or 'process'."
+        )
+    cls = _classes.get(base)
+    if cls is None:
+        cls = _classes[base] = type(f"Cluster{base.__name__}", (ClusterWrapper, base), {})
+    # The same dict: a test database the test runner sets on it is ours too.
+    return cls(source, alias)
+
+
+def _detach_after_fork() -> None:
+    for wrapper in connections.all(initialized_only=True):
+        if isinstance(wrapper, ClusterWrapper):
+            wrapper.connection = None  # the parent's socket: never used, never closed here
+
+
+shared.on_fork(_detach_after_fork)

@@ -1,0 +1,176 @@
+"""Cluster mode: journal the changes every process recorded on the server.
+
+Any process may flush, one at a time under the server lock, so journal
+entries are written in the order their rows were read and a later entry
+never holds an older state. Change rows are deleted only after the journal
+is committed (MEMORY tables cannot roll a deletion back): a crash between the
+two journals the same rows again, which replays to the same state.
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import islice
+from typing import Any
+
+from django.db import connections, models, transaction
+
+from .. import registry, rows, storage
+from ..conf import DURABILITY_COMMIT, conf
+from ..spool import flush_failed
+from ..transactions import user_in_atomic
+from . import dialect
+from .lifecycle import server_lock
+from .state import ClusterState
+
+logger = logging.getLogger("django_memdb")
+
+BATCH = 500
+
+
+def changes_committed(database: ClusterState, raise_errors: bool = True) -> None:
+    if conf.MEMDB_DURABILITY == DURABILITY_COMMIT:
+        flush(database, raise_errors=raise_errors)
+
+
+def _flush_after_spool_commit() -> None:
+    from .. import lifecycle
+
+    lifecycle.flush_all()
+
+
+def flush(database: ClusterState, raise_errors: bool = True, forced: bool = False) -> int:
+    """Journal every pending change of the cluster; returns the number of rows journaled."""
+    wrapper = connections[conf.MEMDB_NAME]
+    spool = connections[conf.MEMDB_SPOOL_DATABASE]
+    if not (database.ready or forced) or wrapper.memdb_flushing:
+        return 0
+    if not wrapper.memdb_effectively_committed():
+        return 0  # its commit hook flushes
+    if user_in_atomic(spool):
+        # A journal entry written in the project's transaction would go with its rollback.
+        if not any(f is _flush_after_spool_commit for _, f, _ in spool.run_on_commit):
+            spool.on_commit(_flush_after_spool_commit)
+        return 0
+    with database.lock:
+        wrapper.memdb_flushing = True
+        try:
+            if not _pending(wrapper):
+                return 0
+            with server_lock(wrapper):
+                count = _flush(database, wrapper, spool)
+            database.pending_error = None
+            return count
+        except Exception as exc:
+            return flush_failed(database, exc, spool, raise_errors)
+        finally:
+            wrapper.memdb_flushing = False
+
+
+def _pending(wrapper: Any) -> bool:
+    with wrapper.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {wrapper.ops.quote_name(dialect.CHANGES)} LIMIT 1")
+        return cursor.fetchone() is not None
+
+
+def _chunks(values: list[Any], size: int = BATCH) -> Any:
+    iterator = iter(values)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _changed_items(wrapper: Any, codec: rows.TableCodec, keys: set[str]) -> list[dict[str, Any]]:
+    """The current state of the changed rows: their items, or a deletion for each one gone."""
+    params = [codec.pk.get_db_prep_value(codec.pk.to_python(key), wrapper) for key in keys]
+    items, seen = [], set()
+    with wrapper.cursor() as cursor:
+        for chunk in _chunks(params):
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"SELECT {codec.select_columns} FROM {codec.quoted_table} WHERE {codec.columns[0]} IN ({marks})",
+                chunk,
+            )
+            for row in cursor.fetchall():
+                item = codec.item(row)
+                seen.add(item["pk"])
+                items.append(item)
+    for value in params:
+        pk = codec.pk_to_json(value)
+        if pk not in seen:
+            items.append({"model": codec.label, "pk": pk, "fields": {}, "deleted": True})
+    return items
+
+
+def _has_rows(wrapper: Any, codec: rows.TableCodec) -> bool:
+    with wrapper.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1")
+        return cursor.fetchone() is not None
+
+
+def _flush(database: ClusterState, wrapper: Any, spool: Any) -> int:
+    changes = wrapper.ops.quote_name(dialect.CHANGES)
+    with wrapper.cursor() as cursor:
+        cursor.execute(f"SELECT seq, tbl, pk FROM {changes}")
+        records = cursor.fetchall()
+    keys: dict[str, set[str]] = {}
+    whole: set[str] = set()  # tables truncated: stored whole again
+    for _, table, pk in records:
+        if pk is None:
+            whole.add(table)
+        keys.setdefault(table, set()).add(pk)
+    work: list[tuple[type[models.Model], rows.TableCodec, list[dict[str, Any]] | None, bool]] = []
+    for table, pks in keys.items():
+        model = registry.model_for_table(table)
+        if model is None or model in database.failed:
+            continue
+        codec = rows.codec_for(model, wrapper)
+        items = None if table in whole else _changed_items(wrapper, codec, pks)
+        empty = (items is None or any(item.get("deleted") for item in items)) and not _has_rows(wrapper, codec)
+        work.append((model, codec, items, empty))
+    def store(model: type[models.Model], codec: rows.TableCodec, items: list[Any] | None, empty: bool) -> int:
+        if empty:
+            storage.delete_stored(database, model, spool.alias)
+            return 0
+        if items is not None and model in database.tables and storage.append_journal(model, items, spool):
+            database.tables[model].journaled(len(items))
+            return len(items)
+        return storage.write_snapshot(database, model, codec, spool.alias)
+
+    if len(work) == 1:
+        count = store(*work[0])  # each of those is one statement or its own transaction
+    else:
+        with transaction.atomic(using=spool.alias):  # a commit that spans tables is stored whole
+            count = sum(store(*each) for each in work)
+    with wrapper.cursor() as cursor:
+        for chunk in _chunks([record[0] for record in records]):
+            cursor.execute(f"DELETE FROM {changes} WHERE seq IN ({', '.join(['%s'] * len(chunk))})", chunk)
+    for model, codec, _, _ in work:
+        state = database.tables.get(model)
+        if state and storage.needs_compaction(state, conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO):
+            compact_table(database, wrapper, spool, model, codec)
+    return count
+
+
+def compact_table(
+    database: ClusterState, wrapper: Any, spool: Any, model: type[models.Model], codec: rows.TableCodec
+) -> None:
+    """Rewrite the snapshot of one table; called with the server lock held."""
+    with transaction.atomic(using=spool.alias):
+        storage.store_whole(database, model, codec, spool.alias)
+
+
+def compact(database: ClusterState, model: type[models.Model] | None = None) -> None:
+    """Flush, then rewrite the snapshot of ``model`` (or of every persistent table)."""
+    wrapper = connections[conf.MEMDB_NAME]
+    spool = connections[conf.MEMDB_SPOOL_DATABASE]
+    flush(database)
+    with database.lock, server_lock(wrapper):
+        for each in [model] if model else registry.persistent_models():
+            if each not in database.failed:
+                compact_table(database, wrapper, spool, each, rows.codec_for(each, wrapper))
+
+
+def pending_changes(database: ClusterState) -> int:
+    with connections[conf.MEMDB_NAME].cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {connections[conf.MEMDB_NAME].ops.quote_name(dialect.CHANGES)}")
+        return int(cursor.fetchone()[0])

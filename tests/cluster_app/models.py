@@ -1,0 +1,25 @@
+"""In-memory models with short columns only, as MariaDB/MySQL MEMORY tables require."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from django_memdb.mixins import InMemoryDB, PeristentInMemoryDB
+
+
+class Entry(models.Model, PeristentInMemoryDB):
+    text = models.CharField(max_length=200)
+    number = models.IntegerField(default=0)
+
+
+class Tag(models.Model, PeristentInMemoryDB):
+    """A second persistent table, for transactions that span two."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    entry = models.ForeignKey(Entry, null=True, on_delete=models.SET_NULL)
+
+
+class Scratchpad(models.Model, InMemoryDB):
+    """Shared by every process, never stored."""
+
+    text = models.CharField(max_length=200)

@@ -1,0 +1,5 @@
+from django.urls import path
+
+from tests.cluster_app import views
+
+urlpatterns = [path("items/", views.entries)]

@@ -1,0 +1,18 @@
+"""Write and read the shared in-memory tables through real requests."""
+
+from __future__ import annotations
+
+import os
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from tests.cluster_app.models import Entry
+
+
+@csrf_exempt
+def entries(request: HttpRequest) -> JsonResponse:
+    if request.method == "POST":
+        Entry.objects.create(text=request.POST.get("text", ""))
+    texts = list(Entry.objects.order_by("id").values_list("text", flat=True))
+    return JsonResponse({"texts": texts, "pid": os.getpid()})

@@ -1,0 +1,103 @@
+"""Long-lived processes of the test project: a worker obeying stdin, gunicorn serving HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.processes import Child, Result, Scratch
+
+
+class Worker:
+    """``python -m tests.worker``: one process, commands on stdin."""
+
+    def __init__(self, database: Scratch, name: str, settings: str = "tests.settings", **env: str) -> None:
+        self.child = Child(
+            [sys.executable, "-m", "tests.worker"], database.env(settings, **env),
+            database.directory / f"{name}.stderr", subprocess.PIPE,
+        )
+        database.children.append(self.child)
+        self.pid = self.child.wait_for("ready", timeout=60)
+
+    def send(self, command: str) -> Result:
+        """Send a command the worker will not live to answer; its end."""
+        assert self.child.popen.stdin is not None
+        self.child.popen.stdin.write(command + "\n")
+        self.child.popen.stdin.flush()
+        return self.child.wait()
+
+    def ask(self, command: str, answer: str = "ok") -> Any:
+        assert self.child.popen.stdin is not None
+        self.child.popen.stdin.write(command + "\n")
+        self.child.popen.stdin.flush()
+        return self.child.wait_for(answer, timeout=60)
+
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """gunicorn with several workers serving tests.wsgi on 127.0.0.1."""
+
+    def __init__(self, database: Scratch, directory: Path, settings: str = "tests.settings", **env: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/items/"
+        environment = database.env(settings, **env)
+        self.log_path = directory / f"gunicorn-{self.port}.log"
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "tests.wsgi:application", "--workers", "3",
+             "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "20"],
+            cwd=Path(__file__).resolve().parent.parent, env=environment,
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.get()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop(signal.SIGKILL)
+                    raise
+
+    def request(self, data: bytes | None) -> dict[str, Any]:
+        request = urllib.request.Request(self.url, data=data, headers={"Connection": "close"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def get(self) -> dict[str, Any]:
+        return self.request(None)
+
+    def post(self, text: str) -> dict[str, Any]:
+        return self.request(urllib.parse.urlencode({"text": text}).encode())
+
+    def post_each(self, texts: list[str]) -> set[int]:
+        """Post one text a request; every answer must list all texts so far. Returns the pids that answered."""
+        pids = set()
+        for number, text in enumerate(texts, 1):
+            answer = self.post(text)
+            pids.add(answer["pid"])
+            assert answer["texts"] == texts[:number]  # every worker sees every row
+        assert len(pids) >= 2, "the requests should reach several workers"
+        return pids
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+        self.process.wait(60)
+        self.log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
