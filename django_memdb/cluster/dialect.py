@@ -168,24 +168,28 @@ def for_connection(connection: Any) -> Dialect:
     raise ValueError(f"cluster mode needs PostgreSQL or MariaDB/MySQL, not {connection.vendor}")
 
 
-# What MEMORY tables cannot hold (see checks.py).
+# What MEMORY tables cannot hold (see checks.py), from the field types alone:
+# checks run without a connection, and without the MySQL driver if need be.
 
 MEMORY_MAX_ROW = 65_535
+# Internal types Django's MySQL backend stores as TEXT, BLOB or JSON columns...
+_LONG = {"TextField": "longtext", "BinaryField": "longblob", "JSONField": "json"}
+# ...and as varchar(max_length), which MEMORY stores at full length.
+_VARCHAR = {"CharField", "SlugField", "EmailField", "URLField", "FilePathField", "FileField", "ImageField"}
 
 
-def memory_problems(model: type[models.Model], data_types: dict[str, str]) -> list[str]:
+def memory_problems(model: type[models.Model]) -> list[str]:
     """Why the columns of ``model`` cannot be a MariaDB/MySQL MEMORY table (empty if they can)."""
     problems, row = [], 0
     for field in model._meta.local_concrete_fields:
         kind = field.get_internal_type()
         if isinstance(field, models.ForeignKey):
             kind = field.target_field.get_internal_type()
-        db_type = data_types.get(kind, "")
-        if any(word in db_type for word in ("text", "blob", "json")):
-            problems.append(f"{field.name} ({type(field).__name__}) would be a {db_type.split()[0]} column")
+        if kind in _LONG:
+            problems.append(f"{field.name} ({type(field).__name__}) would be a {_LONG[kind]} column")
         max_length = getattr(field, "max_length", None)
-        # MEMORY rows are fixed-length: varchar(n) takes 4 bytes per character in utf8mb4.
-        row += 4 * max_length + 2 if "varchar" in db_type and max_length else 8
+        # Rows are fixed-length: varchar(n) takes 4 bytes per character in utf8mb4.
+        row += 4 * max_length + 2 if kind in _VARCHAR and max_length else 8
     if row > MEMORY_MAX_ROW:
         problems.append(f"its rows would take up to {row} bytes (MEMORY's limit is {MEMORY_MAX_ROW})")
     return problems
