@@ -21,7 +21,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connections, models
 
-from . import capture, lease, processors, registry, rows
+from . import lease, processors, registry, rows
 from . import settings as memdb_settings
 from .backend.shared import SharedDatabase
 from .conf import conf
@@ -209,23 +209,14 @@ def load_tables(
 
 
 def _load(
-    database: SharedDatabase,
+    database: Any,
     wanted: dict[type[models.Model], list[PersistentStorage]],
     using: str,
 ) -> dict[type[models.Model], RestoreError]:
-    conn = database.connection
+    from . import lifecycle
 
-    @contextmanager
-    def per_table(model: type[models.Model]) -> Iterator[None]:
-        try:
-            with _raw_transaction(conn, "django_memdb_table"):
-                capture.drop_triggers(conn, model)
-                yield
-        finally:
-            capture.install_triggers(conn, [model])
-
-    with _constraints_deferred(conn), _raw_transaction(conn, "django_memdb_restore"):
-        return load_tables(database, wanted, using, per_table)
+    with lifecycle.reloading(database):
+        return load_tables(database, wanted, using, partial(lifecycle.reloading_table, database))
 
 
 def _snapshot_rows(using: str, ids: Iterable[int]) -> list[PersistentStorage]:
@@ -300,12 +291,9 @@ def restore_rows(database: Any, query: Iterable[PersistentStorage] | None) -> No
         wanted.setdefault(model, []).append(row)
     with database.lock:
         lifecycle.flush(database, raise_errors=True)
-        if getattr(database, "cluster", False):
-            with lifecycle.reloading(database):
-                failures = load_tables(database, wanted, using, partial(lifecycle.reloading_table, database))
-        else:
-            lease.observe(database, using)
-            failures = _load(database, wanted, using)
+        if not getattr(database, "cluster", False):
+            lease.observe(database, using)  # cluster mode has no lease: one copy, on the server
+        failures = _load(database, wanted, using)
         for model in wanted:
             if model not in failures:
                 lifecycle.compact(database, model)
