@@ -23,8 +23,8 @@ def reinstall_triggers(sender: Any, using: str = "", **kwargs: Any) -> None:
 def flush_pending(sender: Any, **kwargs: Any) -> None:
     # Changes left pending by a rolled-back ATOMIC_REQUESTS transaction of the
     # spool database, or by a failed flush, are retried when the request ends.
-    from . import lifecycle, spool
+    from . import lifecycle
 
     database = lifecycle.started_database()
     if database is not None and (database.dirty or database.pending_error is not None):
-        spool.flush(database, raise_errors=False)
+        lifecycle.flush(database)

@@ -55,6 +55,15 @@ def _flush_after_spool_commit() -> None:
     lifecycle.flush_all()
 
 
+def flush_after_spool_commit(database: Any, spool: Any) -> None:
+    """Written inside the project's transaction on the spool database, a journal
+    entry would be lost with its rollback: flush when it commits. If it rolls
+    back, ``dirty`` has the end of the request retry (receivers.py)."""
+    if not any(f is _flush_after_spool_commit for _, f, _ in spool.run_on_commit):
+        spool.on_commit(_flush_after_spool_commit)
+    database.dirty = True
+
+
 def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
     """Journal all pending changes; returns the number of rows journaled."""
     spool = connections[conf.MEMDB_SPOOL_DATABASE]
@@ -62,11 +71,7 @@ def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
         if database.flushing or not _can_flush_now(database):
             return 0
         if user_in_atomic(spool):
-            # Written inside the project's transaction on the spool database,
-            # a journal entry would be lost with its rollback: wait for it.
-            if not any(f is _flush_after_spool_commit for _, f, _ in spool.run_on_commit):
-                spool.on_commit(_flush_after_spool_commit)
-            database.dirty = True
+            flush_after_spool_commit(database, spool)
             return 0
         database.flushing = True
         database.dirty = False
@@ -201,7 +206,7 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
                 items.append({"model": codec.label, "pk": codec.pk_to_json(row[0]), "fields": {}, "deleted": True})
             else:
                 items.append(codec.item(row[1:]))
-        empty = deleted and not _has_rows(database, codec)
+        empty = deleted and not storage.has_rows(database, codec)
         work.append((model, codec, items, empty))
     if not work:
         conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (max_seq,))
@@ -280,10 +285,6 @@ def _append_held(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
     for model, _, items, _ in work:
         tables[model].journaled(len(items))
     return True
-
-
-def _has_rows(database: SharedDatabase, codec: rows.TableCodec) -> bool:
-    return database.connection.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone() is not None
 
 
 def _compact(database: SharedDatabase, model: type[models.Model], spool: Any) -> None:

@@ -174,11 +174,15 @@ def write_snapshot(
     return counter[0]
 
 
+def has_rows(database: SharedDatabase | ClusterState, codec: TableCodec) -> bool:
+    return database.connection.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone() is not None
+
+
 def store_whole(
     database: SharedDatabase | ClusterState, model: type[models.Model], codec: TableCodec, using: str
 ) -> None:
     """Compaction: the table's snapshot rewritten, or its stored rows removed if it is empty."""
-    if database.connection.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1").fetchone() is None:
+    if not has_rows(database, codec):
         delete_stored(database, model, using)
         return
     count = write_snapshot(database, model, codec, using)

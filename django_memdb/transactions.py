@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+
+def testcase_blocks_only(blocks: Any) -> bool:
+    """True when every open atomic block is one of Django's TestCase's (also when none is)."""
+    return all(getattr(block, "_from_testcase", False) for block in blocks)
 
 
 def user_in_atomic(connection: BaseDatabaseWrapper) -> bool:
@@ -15,5 +22,5 @@ def user_in_atomic(connection: BaseDatabaseWrapper) -> bool:
     if connection.connection is None:
         return False
     if connection.in_atomic_block:
-        return not all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+        return not testcase_blocks_only(connection.atomic_blocks)
     return not connection.get_autocommit()

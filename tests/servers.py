@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -53,7 +54,6 @@ class Server:
 
     def __init__(self, database: Scratch, directory: Path, settings: str = "tests.settings", **env: str) -> None:
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/items/"
         environment = database.env(settings, **env)
         self.log_path = directory / f"gunicorn-{self.port}.log"
         self.log = self.log_path.open("w")
@@ -61,7 +61,7 @@ class Server:
             [sys.executable, "-m", "gunicorn", "tests.wsgi:application", "--workers", "3",
              "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "20"],
             cwd=Path(__file__).resolve().parent.parent, env=environment,
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while True:
@@ -73,8 +73,9 @@ class Server:
                     self.stop(signal.SIGKILL)
                     raise
 
-    def request(self, data: bytes | None) -> dict[str, Any]:
-        request = urllib.request.Request(self.url, data=data, headers={"Connection": "close"})
+    def request(self, data: bytes | None, path: str = "/items/") -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        request = urllib.request.Request(url, data=data, headers={"Connection": "close"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
@@ -104,6 +105,12 @@ class Server:
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
+        self.process.wait(60)
+        self.log.close()
+
+    def kill(self) -> None:
+        """SIGKILL to the master and every worker: nothing flushed at exit."""
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(60)
         self.log.close()
 

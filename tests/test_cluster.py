@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,4 +223,24 @@ def test_killed_mid_rebuild_or_mid_journal_nothing_is_lost(scratch: Scratch) -> 
     lose_the_tables(scratch)
     fresh = Worker(scratch, "fresh", SETTINGS, **ENTRY)
     assert fresh.ask("texts") == texts
+    fresh.child.finish().check()
+
+
+def test_a_write_left_pending_by_a_rolled_back_default_transaction_is_stored_when_the_request_ends(
+    scratch: Scratch, tmp_path: Path
+) -> None:
+    # Its journal entry cannot go into the default database's transaction; that
+    # rolls back, and the end of the request stores the change.
+    server = Server(scratch, tmp_path, SETTINGS)
+    try:
+        server.request(urllib.parse.urlencode({"text": "kept"}).encode(), "/rolled-back-default/")
+        deadline = time.monotonic() + 20
+        while not scratch.stored_for("Entry"):
+            assert time.monotonic() < deadline, "the change was not stored when the request ended"
+            time.sleep(0.1)
+    finally:
+        server.kill()  # no exit flush
+    lose_the_tables(scratch)
+    fresh = Worker(scratch, "fresh", SETTINGS, **ENTRY)
+    assert fresh.ask("texts") == ["kept"]
     fresh.child.finish().check()

@@ -10,6 +10,7 @@ from django.db import connections
 from django.db.backends.sqlite3 import base as sqlite3_base
 
 from ..conf import MODE_CLUSTER, MODE_HOST, conf
+from ..transactions import testcase_blocks_only
 from . import host, shared
 from .features import DatabaseFeatures
 
@@ -22,7 +23,7 @@ class _AtomicBlocks(list):  # type: ignore[type-arg]
     counts as committed when it exits back to the TestCase's blocks.
     """
 
-    def __init__(self, wrapper: DatabaseWrapper, blocks: Any = ()) -> None:
+    def __init__(self, wrapper: CommitHooks, blocks: Any = ()) -> None:
         super().__init__(blocks)
         self.wrapper = wrapper
 
@@ -31,11 +32,68 @@ class _AtomicBlocks(list):  # type: ignore[type-arg]
         if (
             self
             and not getattr(block, "_from_testcase", False)
-            and all(getattr(b, "_from_testcase", False) for b in self)
+            and testcase_blocks_only(self)
             and sys.exc_info()[0] is None
         ):
             self.wrapper.memdb_changes_committed()
         return block
+
+
+class CommitHooks:
+    """Flushes when a connection's changes count as committed; mixed into both engines of the alias.
+
+    Each engine says whether changes are pending (``memdb_pending``), when
+    they count as committed (``memdb_effectively_committed``) and how they
+    are journaled (``memdb_changes_committed``).
+    """
+
+    memdb_hooked = False
+    in_atomic_block: bool
+    needs_rollback: bool
+
+    @property
+    def atomic_blocks(self) -> _AtomicBlocks:
+        return self._memdb_atomic_blocks
+
+    @atomic_blocks.setter
+    def atomic_blocks(self, value: Any) -> None:
+        self._memdb_atomic_blocks = _AtomicBlocks(self, value)
+
+    def memdb_pending(self) -> bool:
+        raise NotImplementedError
+
+    def memdb_effectively_committed(self) -> bool:
+        raise NotImplementedError
+
+    def memdb_changes_committed(self) -> None:
+        raise NotImplementedError
+
+    def memdb_in_testcase_blocks_only(self) -> bool:
+        """Inside a TestCase's blocks only: as for ``atomic(durable=True)``, that counts as committed."""
+        return (
+            self.in_atomic_block
+            and not self.needs_rollback
+            and bool(self.atomic_blocks)
+            and testcase_blocks_only(self.atomic_blocks)
+        )
+
+    def memdb_schedule_flush(self) -> None:
+        if self.memdb_effectively_committed():
+            self.memdb_changes_committed()
+        elif self.in_atomic_block and not self.memdb_hooked:
+            self.memdb_hook_commit()
+
+    def memdb_hook_commit(self) -> None:
+        self.memdb_hooked = True
+        self.on_commit(self.memdb_changes_committed)  # type: ignore[attr-defined]
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        super()._savepoint_rollback(sid)  # type: ignore[misc]
+        # Django drops on_commit callbacks registered inside the savepoint;
+        # changes made before it may still be pending.
+        self.memdb_hooked = False
+        if self.memdb_pending() and self.in_atomic_block:
+            self.memdb_hook_commit()
 
 
 class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
@@ -96,7 +154,7 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         raise StopIteration
 
 
-class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
+class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
     """SQLite wrapper whose threads share one connection per process.
 
     ``close()`` only detaches this wrapper: the database lives as long as the
@@ -113,18 +171,6 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
 
             return wrapper_for(settings_dict, *args, **kwargs)
         return super().__new__(cls)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.memdb_hooked = False
-
-    @property
-    def atomic_blocks(self) -> _AtomicBlocks:
-        return self._memdb_atomic_blocks
-
-    @atomic_blocks.setter
-    def atomic_blocks(self, value: Any) -> None:
-        self._memdb_atomic_blocks = _AtomicBlocks(self, value)
 
     # Connection life cycle
 
@@ -226,36 +272,14 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         with database.lock:
             super()._set_autocommit(autocommit)
 
-    def _savepoint_rollback(self, sid: str) -> None:
-        super()._savepoint_rollback(sid)
-        # Django drops on_commit callbacks registered inside the savepoint;
-        # changes made before it may still be pending.
-        self.memdb_hooked = False
-        if self.memdb_database.dirty and self.in_atomic_block:
-            self.memdb_hook_commit()
+    # Persistence hooks (see CommitHooks)
 
-    # Persistence hooks
+    def memdb_pending(self) -> bool:
+        return self.memdb_database.dirty
 
     def memdb_effectively_committed(self) -> bool:
         """True when what this connection wrote counts as committed."""
-        if not self.connection.in_transaction:
-            return True
-        return (
-            self.in_atomic_block
-            and not self.needs_rollback
-            and bool(self.atomic_blocks)
-            and all(getattr(b, "_from_testcase", False) for b in self.atomic_blocks)
-        )
-
-    def memdb_schedule_flush(self) -> None:
-        if self.memdb_effectively_committed():
-            self.memdb_changes_committed()
-        elif self.in_atomic_block and not self.memdb_hooked:
-            self.memdb_hook_commit()
-
-    def memdb_hook_commit(self) -> None:
-        self.memdb_hooked = True
-        self.on_commit(self.memdb_changes_committed)
+        return not self.connection.in_transaction or self.memdb_in_testcase_blocks_only()
 
     def memdb_changes_committed(self) -> None:
         if self.memdb_database.dirty:

@@ -17,7 +17,7 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.utils import load_backend
 
 from ..backend import shared
-from ..backend.base import _AtomicBlocks
+from ..backend.base import CommitHooks
 from ..conf import conf
 from . import dialect, state
 
@@ -54,21 +54,18 @@ class _CapturingDebugCursor(_Capturing, CursorDebugWrapper):
     pass
 
 
-class ClusterWrapper:
+class ClusterWrapper(CommitHooks):
     """Mixed into the server's DatabaseWrapper; see the module docstring."""
 
     vendor: str
     connection: Any
     alias: str
-    in_atomic_block: bool
-    needs_rollback: bool
     settings_dict: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.memdb_database = state.get()
         self.memdb_dialect = dialect.for_connection(self)
-        self.memdb_hooked = False
         self.memdb_dirty = False
         self.memdb_flushing = False
         self.memdb_checking = False
@@ -76,17 +73,6 @@ class ClusterWrapper:
         self.SchemaEditorClass = type(
             "ClusterSchemaEditor", (base_editor,), {"sql_create_table": self.memdb_dialect.create_table}
         )
-
-    @property
-    def atomic_blocks(self) -> _AtomicBlocks:
-        return self._memdb_atomic_blocks
-
-    @atomic_blocks.setter
-    def atomic_blocks(self, value: Any) -> None:
-        self._memdb_atomic_blocks = _AtomicBlocks(self, value)  # type: ignore[arg-type]
-
-    def memdb_key(self) -> str:
-        return f"cluster:{self.alias}"
 
     # Connection life cycle
 
@@ -111,29 +97,21 @@ class ClusterWrapper:
     def make_debug_cursor(self, cursor: Any) -> Any:
         return _CapturingDebugCursor(cursor, self)
 
-    # Persistence hooks (as in backend/base.py, for a connection of its own per thread)
+    # Persistence hooks (see CommitHooks), for a connection of its own per thread
 
     def memdb_wrote(self) -> None:
         if self.memdb_checking or self.memdb_flushing:
             return
         self.memdb_dirty = True
-        if self.memdb_effectively_committed():
-            self.memdb_changes_committed()
-        elif self.in_atomic_block and not self.memdb_hooked:
-            self.memdb_hook_commit()
+        self.memdb_schedule_flush()
+
+    def memdb_pending(self) -> bool:
+        return self.memdb_dirty
 
     def memdb_effectively_committed(self) -> bool:
         if not self.in_atomic_block:
             return bool(self.get_autocommit())  # type: ignore[attr-defined]
-        return (
-            not self.needs_rollback
-            and bool(self.atomic_blocks)
-            and all(getattr(b, "_from_testcase", False) for b in self.atomic_blocks)
-        )
-
-    def memdb_hook_commit(self) -> None:
-        self.memdb_hooked = True
-        self.on_commit(self.memdb_changes_committed)  # type: ignore[attr-defined]
+        return self.memdb_in_testcase_blocks_only()
 
     def memdb_changes_committed(self, raise_errors: bool = True) -> None:
         if self.memdb_dirty:
@@ -156,12 +134,6 @@ class ClusterWrapper:
             # MEMORY tables keep rolled-back writes and their capture rows: those
             # stay pending, journaled by the next flush of any process.
             self.memdb_dirty = False
-
-    def _savepoint_rollback(self, sid: str) -> None:
-        super()._savepoint_rollback(sid)  # type: ignore[misc]
-        self.memdb_hooked = False
-        if self.memdb_dirty and self.in_atomic_block:
-            self.memdb_hook_commit()
 
 
 _classes: dict[type, type] = {}

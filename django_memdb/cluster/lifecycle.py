@@ -51,8 +51,14 @@ def not_captured(wrapper: Any, model_list: list[type[models.Model]]) -> Iterator
     finally:
         with wrapper.cursor() as cursor:
             cursor.execute(sql.restoring_off)
-            for statement in wrapper.ops.sequence_reset_sql(no_style(), model_list):
-                cursor.execute(statement)
+        reset_sequences(wrapper, model_list)
+
+
+def reset_sequences(wrapper: Any, model_list: list[type[models.Model]]) -> None:
+    """PostgreSQL's sequences do not follow explicit keys: start them after the loaded rows."""
+    with wrapper.cursor() as cursor:
+        for statement in wrapper.ops.sequence_reset_sql(no_style(), model_list):
+            cursor.execute(statement)
 
 
 def _tables() -> list[type[models.Model]]:
@@ -181,10 +187,7 @@ def restore_all(wrapper: Any, database: ClusterState) -> None:
             raise
 
     restore.load_tables(database, wanted, using, per_table)
-    # PostgreSQL's sequences do not follow explicit keys: start them after the restored rows.
-    with wrapper.cursor() as cursor:
-        for statement in wrapper.ops.sequence_reset_sql(no_style(), list(wanted)):
-            cursor.execute(statement)
+    reset_sequences(wrapper, list(wanted))
     restore.mark_restored()
 
 

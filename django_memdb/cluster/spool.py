@@ -17,7 +17,7 @@ from django.db import connections, models, transaction
 
 from .. import registry, rows, storage
 from ..conf import DURABILITY_COMMIT, conf
-from ..spool import flush_failed
+from ..spool import flush_after_spool_commit, flush_failed
 from ..transactions import user_in_atomic
 from . import dialect
 from .lifecycle import server_lock
@@ -33,12 +33,6 @@ def changes_committed(database: ClusterState, raise_errors: bool = True) -> None
         flush(database, raise_errors=raise_errors)
 
 
-def _flush_after_spool_commit() -> None:
-    from .. import lifecycle
-
-    lifecycle.flush_all()
-
-
 def flush(database: ClusterState, raise_errors: bool = True, forced: bool = False) -> int:
     """Journal every pending change of the cluster; returns the number of rows journaled."""
     wrapper = connections[conf.MEMDB_NAME]
@@ -48,12 +42,11 @@ def flush(database: ClusterState, raise_errors: bool = True, forced: bool = Fals
     if not wrapper.memdb_effectively_committed():
         return 0  # its commit hook flushes
     if user_in_atomic(spool):
-        # A journal entry written in the project's transaction would go with its rollback.
-        if not any(f is _flush_after_spool_commit for _, f, _ in spool.run_on_commit):
-            spool.on_commit(_flush_after_spool_commit)
+        flush_after_spool_commit(database, spool)
         return 0
     with database.lock:
         wrapper.memdb_flushing = True
+        database.dirty = False
         try:
             if not _pending(wrapper):
                 return 0
@@ -101,12 +94,6 @@ def _changed_items(wrapper: Any, codec: rows.TableCodec, keys: set[str]) -> list
     return items
 
 
-def _has_rows(wrapper: Any, codec: rows.TableCodec) -> bool:
-    with wrapper.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {codec.quoted_table} LIMIT 1")
-        return cursor.fetchone() is not None
-
-
 def _flush(database: ClusterState, wrapper: Any, spool: Any) -> int:
     changes = wrapper.ops.quote_name(dialect.CHANGES)
     with wrapper.cursor() as cursor:
@@ -125,7 +112,7 @@ def _flush(database: ClusterState, wrapper: Any, spool: Any) -> int:
             continue
         codec = rows.codec_for(model, wrapper)
         items = None if table in whole else _changed_items(wrapper, codec, pks)
-        empty = (items is None or any(item.get("deleted") for item in items)) and not _has_rows(wrapper, codec)
+        empty = (items is None or any(item.get("deleted") for item in items)) and not storage.has_rows(database, codec)
         work.append((model, codec, items, empty))
     def store(model: type[models.Model], codec: rows.TableCodec, items: list[Any] | None, empty: bool) -> int:
         if empty:
@@ -169,8 +156,3 @@ def compact(database: ClusterState, model: type[models.Model] | None = None) -> 
             if each not in database.failed:
                 compact_table(database, wrapper, spool, each, rows.codec_for(each, wrapper))
 
-
-def pending_changes(database: ClusterState) -> int:
-    with connections[conf.MEMDB_NAME].cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {connections[conf.MEMDB_NAME].ops.quote_name(dialect.CHANGES)}")
-        return int(cursor.fetchone()[0])

@@ -49,6 +49,7 @@ class ClusterState:
         self.tables: dict[Any, Any] = {}
         self.failed: dict[Any, Exception] = {}
         self.pending_error: Exception | None = None
+        # Changes left pending while the spool database was in a project's transaction.
         self.dirty = False
 
 

@@ -2,4 +2,7 @@ from django.urls import path
 
 from tests.cluster_app import views
 
-urlpatterns = [path("items/", views.entries)]
+urlpatterns = [
+    path("items/", views.entries),
+    path("rolled-back-default/", views.inside_rolled_back_default),
+]

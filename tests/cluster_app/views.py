@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -16,3 +17,19 @@ def entries(request: HttpRequest) -> JsonResponse:
         Entry.objects.create(text=request.POST.get("text", ""))
     texts = list(Entry.objects.order_by("id").values_list("text", flat=True))
     return JsonResponse({"texts": texts, "pid": os.getpid()})
+
+
+class RolledBack(Exception):
+    pass
+
+
+@csrf_exempt
+def inside_rolled_back_default(request: HttpRequest) -> JsonResponse:
+    """An in-memory write inside a transaction of the default database that rolls back."""
+    try:
+        with transaction.atomic(using="default"):
+            Entry.objects.create(text=request.POST.get("text", ""))
+            raise RolledBack
+    except RolledBack:
+        pass
+    return JsonResponse({"pid": os.getpid()})
