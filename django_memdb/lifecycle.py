@@ -61,9 +61,11 @@ def ensure_usable(model: type[models.Model], write: bool = False) -> None:
     # Asked once per object by bulk_create: the thread's wrapper knows its database.
     database = getattr(connections[conf.MEMDB_NAME], "memdb_database", None)
     if database is None or not database.ready:
-        if not (write and registry.is_persistent(model)):
+        if not registry.is_persistent(model):
             return
-        database = current_database()  # the lease must be checked before the write
+        # Restore now, not inside the statement: a failed restore must refuse
+        # this first statement too (and the lease be checked before a write).
+        database = current_database()
     if database.failed:
         error = database.failed.get(model._meta.concrete_model)
         if error is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import decimal
+import io
 import json
 import os
 import signal
@@ -306,6 +307,33 @@ def action_churn(options: argparse.Namespace) -> None:
     Persistent.objects.filter(text__in=[f"row {i}" for i in range(25, 30)]).delete()
     Other.objects.filter(number__lt=5).update(number=F("number") + 1000)
     expected()
+
+
+def action_blocked(options: argparse.Namespace) -> None:
+    """A read first thing in the process, then a get, then a write, then status: what each did."""
+    from django.core.management import call_command
+
+    from tests.models import Other, Persistent
+
+    attempts: dict[str, Callable[[], Any]] = {
+        "list": lambda: list(Persistent.objects.all()),
+        "get": lambda: Persistent.objects.get(pk=1),
+        "count": lambda: Persistent.objects.count(),
+        "create": lambda: Persistent.objects.create(text="written over a failed restore"),
+        "other": lambda: sorted(Other.objects.values_list("number", flat=True)),
+    }
+    outcomes = {}
+    for name, attempt in attempts.items():
+        try:
+            value = attempt()
+        except Exception as exc:
+            outcomes[name] = {"raised": type(exc).__name__, "message": str(exc)}
+        else:
+            outcomes[name] = {"returned": value if name == "other" else repr(value)}
+    emit("outcomes", outcomes)
+    output = io.StringIO()
+    call_command("memdb_status", "--json", stdout=output)
+    emit("status", json.loads(output.getvalue()))
 
 
 def action_compact(options: argparse.Namespace) -> None:

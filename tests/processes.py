@@ -324,6 +324,23 @@ class Scratch:
         finally:
             connection.close()
 
+    def overwrite(self, stored: Stored, data: bytes) -> None:
+        """Replace the blob of one stored row, as a damaged or hand-edited database would hold it."""
+        quote = (lambda name: f"`{name}`") if self.kind == "mariadb" else (lambda name: f'"{name}"')
+        mark = "?" if self.kind == "sqlite" else "%s"
+        table = STORAGE_TABLE if stored.kind == "snapshot" else JOURNAL_TABLE
+        connection = self._connect()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(
+                f"UPDATE {quote(table)} SET {quote('data')} = {mark} WHERE {quote('id')} = {mark}", [data, stored.id]
+            )
+            cursor.close()
+            if self.kind == "sqlite":
+                connection.commit()
+        finally:
+            connection.close()
+
     def stored_for(self, modelname: str, kind: str | None = None) -> list[Stored]:
         return [s for s in self.stored() if s.modelname == modelname and (kind is None or s.kind == kind)]
 
