@@ -192,6 +192,9 @@ class TableStatus:
     journal_rows: int = 0
     pending: int = 0
     restore_error: str | None = None
+    # Stored data that a restore would fail on, while memory holds the table
+    # (it was restored before the data went bad, or a host's file was reused).
+    stored_error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -278,7 +281,7 @@ def status() -> Status:
                 if model._meta.db_table in existing
                 else None
             )
-        failed = dict(database.failed)
+        failed = restore.blocked(database)
         flush_error = database.pending_error
     storage_error = None
     snapshots: Summary = {}
@@ -315,6 +318,8 @@ def status() -> Status:
             entry.journal_entries, entry.journal_rows = journal["entries"], journal["total"] or 0
         if model in failed:
             entry.restore_error = str(failed[model])
+        elif entry.persistent and (snapshot is not None or journal is not None):
+            entry.stored_error = _stored_error(model, using)
         tables.append(entry)
     return Status(
         mode=conf.MEMDB_MODE, durability=conf.MEMDB_DURABILITY, flush_interval=conf.MEMDB_FLUSH_INTERVAL,
@@ -322,6 +327,20 @@ def status() -> Status:
         flush_error=str(flush_error) if flush_error else None, storage_error=storage_error,
         tables=sorted(tables, key=lambda t: t.model), orphans=orphan_list, writer=writer,
     )
+
+
+def _stored_error(model: type[models.Model], using: str) -> str | None:
+    """Why the stored data of a table in memory could not be restored now, if it could not."""
+    try:
+        stored_state(model, using, keep=False)
+    except MemDBError as exc:
+        return (
+            f"{exc} Memory still holds the table: `manage.py memdb_spool --model {label(model)}` "
+            f"stores it anew, replacing the unreadable data."
+        )
+    except DatabaseError as exc:
+        return f"The stored data of {label(model)} cannot be read: {exc}"
+    return None
 
 
 # Verification.
@@ -547,7 +566,7 @@ def _replace_table(database: SharedDatabase, model: type[models.Model], using: s
         state.snapshot_rows, state.journal_rows = before
         result.error = str(exc)
     else:
-        database.failed.pop(model, None)
+        restore.unblock(database, model)
         result.snapshot_rows, result.journal_rows = state.snapshot_rows, state.journal_rows
         result.journal_entries = _stored(model, using)[1].count()
         result.memory_rows = memory_rows

@@ -67,8 +67,9 @@ def ensure_usable(model: type[models.Model], write: bool = False) -> None:
         # this first statement too (and the lease be checked before a write).
         database = current_database()
     if database.failed:
-        error = database.failed.get(model._meta.concrete_model)
-        if error is not None:
+        concrete = model._meta.concrete_model
+        error = database.failed.get(concrete)
+        if error is not None and restore.still_blocked(database, concrete):
             raise type(error)(str(error))
     if write and registry.is_persistent(model) and not getattr(database, "cluster", False):
         lease.check(database, conf.MEMDB_SPOOL_DATABASE)
@@ -97,6 +98,7 @@ def bootstrap(wrapper: Any) -> None:
             if reused:
                 # Another process of this host restored the shared file.
                 spool.adopt_host_lease(database)
+                restore.adopt_failures(database)
             elif persistent:
                 restore.restore_at_start(database)
             if database.host is not None and not reused:

@@ -23,6 +23,7 @@ from django.db import DatabaseError, connections, models
 
 from . import lease, processors, registry, rows
 from . import settings as memdb_settings
+from .backend import host
 from .backend.shared import SharedDatabase
 from .conf import conf
 from .exceptions import MemDBError, RestoreError
@@ -197,15 +198,57 @@ def load_tables(
         except MemDBError as exc:
             error = exc if isinstance(exc, RestoreError) else RestoreError(str(exc))
             failures[model] = error
-            database.failed[model] = error
+            block(database, model, error)
             logger.error("django_memdb: %s", error)
         else:
-            database.failed.pop(model, None)
+            unblock(database, model)
             logger.info(
                 "django_memdb: restored %s: %d rows in %.3f s",
                 model._meta.label, count, time.perf_counter() - started,
             )
     return failures
+
+
+def block(database: Any, model: type[models.Model], error: RestoreError) -> None:
+    """Refuse the table until it is restored; in host mode in every process of the host."""
+    database.failed[model] = error
+    if getattr(database, "host", None) is not None:
+        host.record_failure(database.connection, model._meta.db_table, str(error))
+
+
+def unblock(database: Any, model: type[models.Model]) -> None:
+    database.failed.pop(model, None)
+    if getattr(database, "host", None) is not None:
+        host.clear_failure(database.connection, model._meta.db_table)
+
+
+def blocked(database: Any) -> dict[type[models.Model], Exception]:
+    """The blocked tables, as every process of the host sees them; called with the lock held."""
+    if getattr(database, "host", None) is None:
+        return dict(database.failed)
+    by_table = {model._meta.db_table: model for model in registry.persistent_models()}
+    found: dict[type[models.Model], Exception] = {}
+    for table, message in host.read_failures(database.connection).items():
+        model = by_table.get(table)
+        if model is not None:
+            found[model] = RestoreError(message)
+    return found
+
+
+def adopt_failures(database: Any) -> None:
+    """A process joining the host's file refuses what the restoring process could not load."""
+    database.failed = blocked(database)
+
+
+def still_blocked(database: Any, model: type[models.Model]) -> bool:
+    """Whether a table this process refuses is still blocked (another process may have restored it)."""
+    if getattr(database, "host", None) is None:
+        return True
+    with database.lock:
+        if model._meta.db_table in host.read_failures(database.connection):
+            return True
+        database.failed.pop(model, None)
+        return False
 
 
 def _load(

@@ -311,8 +311,6 @@ def action_churn(options: argparse.Namespace) -> None:
 
 def action_blocked(options: argparse.Namespace) -> None:
     """A read first thing in the process, then a get, then a write, then status: what each did."""
-    from django.core.management import call_command
-
     from tests.models import Other, Persistent
 
     attempts: dict[str, Callable[[], Any]] = {
@@ -331,9 +329,22 @@ def action_blocked(options: argparse.Namespace) -> None:
         else:
             outcomes[name] = {"returned": value if name == "other" else repr(value)}
     emit("outcomes", outcomes)
+    action_status(options)
+
+
+def action_status(options: argparse.Namespace) -> None:
+    """``memdb_status --json`` and ``memdb_restore --dry-run`` of this process, and what its tables hold."""
+    from django.core.management import CommandError, call_command
+
     output = io.StringIO()
     call_command("memdb_status", "--json", stdout=output)
     emit("status", json.loads(output.getvalue()))
+    try:
+        call_command("memdb_restore", "--dry-run", stdout=io.StringIO())
+    except CommandError as exc:  # how the command says that a table would fail
+        emit("dry-run-error", str(exc))
+    else:
+        emit("dry-run-error", None)
 
 
 def action_compact(options: argparse.Namespace) -> None:

@@ -97,3 +97,30 @@ def write_marker(connection: sqlite3.Connection, token: str, generation: int) ->
     read_marker(connection)
     connection.execute(f'DELETE FROM "{MARKER}"')
     connection.execute(f'INSERT INTO "{MARKER}" (token, generation) VALUES (?, ?)', (token, generation))
+
+
+# Tables whose stored data could not be restored: every process of the host
+# refuses them, not only the one that ran the restore.
+FAILURES = "django_memdb_host_failed"
+
+
+def _failures_table(connection: sqlite3.Connection) -> None:
+    connection.execute(
+        f'CREATE TABLE IF NOT EXISTS "{FAILURES}" (tbl TEXT PRIMARY KEY, message TEXT NOT NULL)'
+    )
+
+
+def record_failure(connection: sqlite3.Connection, table: str, message: str) -> None:
+    _failures_table(connection)
+    connection.execute(f'INSERT OR REPLACE INTO "{FAILURES}" (tbl, message) VALUES (?, ?)', (table, message))
+
+
+def clear_failure(connection: sqlite3.Connection, table: str) -> None:
+    _failures_table(connection)
+    connection.execute(f'DELETE FROM "{FAILURES}" WHERE tbl = ?', (table,))
+
+
+def read_failures(connection: sqlite3.Connection) -> dict[str, str]:
+    """Message of each blocked table, by table name."""
+    _failures_table(connection)
+    return dict(connection.execute(f'SELECT tbl, message FROM "{FAILURES}"').fetchall())

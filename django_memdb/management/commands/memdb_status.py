@@ -45,7 +45,7 @@ def _row(table: TableStatus) -> tuple[str, ...]:
             f"{table.journal_entries} ({plural(table.journal_rows, 'row')})" if table.journal_entries else "0",
         )
     memory = "no table" if table.memory_rows is None else str(table.memory_rows)
-    state = "RESTORE FAILED" if table.restore_error else "ok"
+    state = "RESTORE FAILED" if table.restore_error else "STORED DATA UNREADABLE" if table.stored_error else "ok"
     return (table.model, stored[0], memory, *stored[1:], str(table.pending), state)
 
 
@@ -82,7 +82,9 @@ def render(report: Status) -> str:
     )
     if not report.tables:
         lines.append("(no in-memory models)")
-    problems = [f"{t.model}: {t.restore_error}" for t in report.tables if t.restore_error]
+    problems = [
+        f"{t.model}: {t.restore_error or t.stored_error}" for t in report.tables if t.restore_error or t.stored_error
+    ]
     if report.storage_error:
         problems.append(report.storage_error)
     problems.extend(orphan_message(name) for name in report.orphans)
