@@ -135,10 +135,10 @@ def stored_state(
     snapshots, journal = _stored(model, using)
     state = StoredState()
 
-    def replay(items: Iterator[dict[str, Any]]) -> int:
+    def replay(items: Iterator[Any], where: str) -> int:
         count = 0
-        for item in items:
-            params = restore.item_params(codec, item, name, strict)
+        for index, item in enumerate(items):
+            params = restore.item_params(codec, item, name, strict, f"item {index} of {where}")
             count += 1
             if item.get("deleted"):
                 state.rows.pop(params[0], None)
@@ -148,10 +148,12 @@ def stored_state(
 
     snapshot = snapshots.order_by("-id").only("codec", "data").first()
     if snapshot is not None:
-        state.snapshot_rows = replay(processors.decode(model, application, modelname, snapshot.data, snapshot.codec))
-    entries = journal.order_by("id").values_list("codec", "data")
-    for codec_name, data in entries.iterator(chunk_size=20):
-        state.journal_rows += replay(processors.decode(model, application, modelname, data, codec_name))
+        items = processors.decode(model, application, modelname, snapshot.data, snapshot.codec)
+        state.snapshot_rows = replay(items, f"snapshot {snapshot.pk}")
+    entries = journal.order_by("id").values_list("id", "codec", "data")
+    for entry_id, codec_name, data in entries.iterator(chunk_size=20):
+        items = processors.decode(model, application, modelname, data, codec_name)
+        state.journal_rows += replay(items, f"journal entry {entry_id}")
         state.journal_entries += 1
     return state
 

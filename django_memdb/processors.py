@@ -127,7 +127,7 @@ def decode(
             raise failure("its processors are not connected")
         try:
             yield from rows.iter_chunked_items(chunks())
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise failure(str(exc)) from exc
         return
     blob = as_bytes(data() if callable(data) else data)
@@ -148,6 +148,6 @@ def decode(
             data = json.loads(data)
         if not isinstance(data, list):
             raise ValueError(f"the decoded data is {type(data).__name__}, not a list")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise failure(str(exc)) from exc
     yield from data

@@ -76,15 +76,29 @@ def _constraints_deferred(conn: sqlite3.Connection) -> Iterator[None]:
         )
 
 
-def item_params(codec: rows.TableCodec, item: dict[str, Any], label: str, strict: bool = False) -> tuple[Any, ...]:
+# What converting a malformed stored item can raise: reported as that item's
+# RestoreError, so that one bad row blocks its own table and nothing else.
+ITEM_ERRORS = (
+    KeyError, TypeError, ValueError, ValidationError, AttributeError, ArithmeticError, RecursionError,
+)
+
+_short = rows.short_repr()
+
+
+def item_params(
+    codec: rows.TableCodec, item: dict[str, Any], label: str, strict: bool = False, where: str = ""
+) -> tuple[Any, ...]:
     """SQLite parameters of a stored item (only its key for a deletion).
 
-    Raises the RestoreError of an item that does not fit the model. ``strict``
-    also runs each field's own validation and NOT NULL, as a dry run does.
+    Raises the RestoreError of an item that does not fit the model, naming it
+    by ``where`` (its position) and a shortened repr. ``strict`` also runs each
+    field's own validation and NOT NULL, as a dry run does.
     """
     try:
+        if not isinstance(item, dict):
+            raise TypeError(f"a stored item is a JSON object, not {type(item).__name__}")
         if item.get("deleted"):
-            return (codec.pk_param(item["pk"]),)
+            return (codec.key(item["pk"]),)
         params = codec.params(item)
         if strict:
             codec.pk.to_python(item["pk"])
@@ -95,29 +109,42 @@ def item_params(codec: rows.TableCodec, item: dict[str, Any], label: str, strict
                         raise ValueError(f"{name} is null")
                     model_field.to_python(values[name])
         return params
-    except (KeyError, TypeError, ValueError, ValidationError, AttributeError) as exc:
+    except ITEM_ERRORS as exc:
+        place = f" ({where})" if where else ""
         raise RestoreError(
-            f"Cannot restore {label}: the stored item {str(item)[:200]} does not "
-            f"fit the model ({exc!r}). Fix the model or the stored data, then restart "
+            f"Cannot restore {label}: the stored item{place} {_short.repr(item)} does not "
+            f"fit the model ({repr(exc)[:300]}). Fix the model or the stored data, then restart "
             f"the process or call django_memdb.tools.restore.restore() in it "
             f"(`manage.py memdb_restore --model {label} --dry-run` checks the stored "
             f"data). The stored rows were kept."
         ) from exc
 
 
-def _apply(conn: Any, codec: rows.TableCodec, items: Iterable[dict[str, Any]], label: str) -> int:
+Entry = tuple[bool, tuple[Any, ...]]
+
+
+def item_entries(
+    codec: rows.TableCodec, items: Iterable[Any], label: str, where: str, strict: bool = False
+) -> Iterator[Entry]:
+    """(deleted, parameters) of each stored item, checked; ``where`` names the blob."""
+    for index, item in enumerate(items):
+        params = item_params(codec, item, label, strict, f"item {index} of {where}")
+        yield bool(item.get("deleted")), params
+
+
+def _apply(conn: Any, codec: rows.TableCodec, entries: Iterable[Entry], label: str) -> int:
     upsert, delete = codec.upsert, codec.delete
     count = 0
-    iterator = iter(items)
+    iterator = iter(entries)
     while batch := list(islice(iterator, BATCH)):
         upserts: list[tuple[Any, ...]] = []
         deletes: list[tuple[Any, ...]] = []
-        for item in batch:
-            (deletes if item.get("deleted") else upserts).append(item_params(codec, item, label))
+        for deleted, params in batch:
+            (deletes if deleted else upserts).append(params)
         try:
             conn.executemany(upsert, upserts)
             conn.executemany(delete, deletes)
-        except (sqlite3.Error, DatabaseError) as exc:
+        except (sqlite3.Error, DatabaseError, OverflowError) as exc:
             raise RestoreError(
                 f"Cannot restore {label}: {exc}. Does the model still match the stored "
                 f"data? Fix it, then restart the process or call "
@@ -160,19 +187,21 @@ def _load_table(
     state.snapshot_rows = state.journal_rows = 0
     for snapshot in snapshots:
         items = _snapshot_items(model, snapshot, using)
-        state.snapshot_rows += _apply(conn, codec, items, label)
+        entries = item_entries(codec, items, label, f"snapshot {snapshot.pk}")
+        state.snapshot_rows += _apply(conn, codec, entries, label)
     journal = (
         PersistentJournal.objects.using(using)
         .filter(application=application, modelname=modelname)
         .order_by("id")
-        .values_list("codec", "data", "rows")
+        .values_list("id", "codec", "data", "rows")
     )
-    # Entries hold each changed row's last state: merged by pk, later wins.
-    merged: dict[Any, dict[str, Any]] = {}
-    for codec_name, data, count in journal.iterator(chunk_size=200):
-        for item in processors.decode(model, application, modelname, data, codec_name):
-            merged.pop(item["pk"], None)
-            merged[item["pk"]] = item
+    # Entries hold each changed row's last state: merged by key, later wins.
+    merged: dict[Any, Entry] = {}
+    for entry_id, codec_name, data, count in journal.iterator(chunk_size=200):
+        items = processors.decode(model, application, modelname, data, codec_name)
+        for deleted, params in item_entries(codec, items, label, f"journal entry {entry_id}"):
+            merged.pop(params[0], None)
+            merged[params[0]] = (deleted, params)
         state.journal_rows += count
         state.journal_entries += 1
         if len(merged) >= BATCH:

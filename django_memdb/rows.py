@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import reprlib
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from operator import itemgetter
@@ -40,6 +41,20 @@ _IDENTITY = (
 )
 
 Converter = Callable[[Any], Any]
+
+# What an integer column can hold (SQLite, PostgreSQL bigint, MySQL BIGINT).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def short_repr() -> reprlib.Repr:
+    """A repr of bounded length and depth, for stored values named in an error."""
+    short = reprlib.Repr()  # keyword arguments only from Python 3.12
+    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple = 3, 6, 6, 6
+    short.maxstring, short.maxlong, short.maxother = 60, 40, 60
+    return short
+
+
+_short = short_repr().repr
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -155,6 +170,11 @@ class TableCodec:
         convert = self._from_json[0]
         return value if convert is None else convert(value)
 
+    def key(self, value: Any) -> Any:
+        """SQLite parameter of a stored primary key, checked like the values of a row."""
+        self._check((value,))
+        return self.pk_param(value)
+
     def params(self, item: dict[str, Any]) -> tuple[Any, ...]:
         """SQLite parameters (in ``select_columns`` order) of a serializer item."""
         fields = item["fields"]
@@ -183,8 +203,13 @@ class TableCodec:
 
     def _check(self, values: Iterable[Any]) -> None:
         for value, (types, nullable) in zip(values, self._expected, strict=False):
-            if types is not None and not isinstance(value, types) and not (value is None and nullable):
-                raise ValueError(f"{value!r} is not a valid stored value here")
+            if types is None:
+                continue
+            if not isinstance(value, types):
+                if not (value is None and nullable):
+                    raise ValueError(f"{_short(value)} is not a valid stored value here")
+            elif value.__class__ is int and not INT_MIN <= value <= INT_MAX:
+                raise ValueError(f"{_short(value)} does not fit a 64-bit integer column")
 
     @property
     def select_columns(self) -> str:
