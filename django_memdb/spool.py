@@ -78,24 +78,27 @@ def flush(database: SharedDatabase, raise_errors: bool = True, log: bool = True)
             return 0
         database.flushing = True
         database.dirty = False
-        saved = database.lease_generation, database.lease_until
         try:
-            try:
-                if database.host is None:
-                    count = _flush(database, spool)
-                else:
-                    with _spooling(database):
-                        count = _flush(database, spool)
-            except BaseException:
-                # As lease.undone_on_error: a claim rolled back did not happen.
-                database.lease_generation, database.lease_until = saved
-                raise
+            count = reconnect.retry_if_dropped(spool, lambda: _flush_once(database, spool))
             database.pending_error = None
             return count
         except Exception as exc:
             return flush_failed(database, exc, spool, raise_errors, pending_labels(database), log)
         finally:
             database.flushing = False
+
+
+def _flush_once(database: SharedDatabase, spool: Any) -> int:
+    saved = database.lease_generation, database.lease_until
+    try:
+        if database.host is None:
+            return _flush(database, spool)
+        with _spooling(database):
+            return _flush(database, spool)
+    except BaseException:
+        # As lease.undone_on_error: a claim rolled back did not happen.
+        database.lease_generation, database.lease_until = saved
+        raise
 
 
 def flush_failed(

@@ -85,8 +85,8 @@ class Outage:
         user = "MEMDB_TEST_PG_USER" if self.kind == "postgresql" else "MEMDB_TEST_MYSQL_USER"
         return {user: self.role, **extra}
 
-    def worker(self, name: str, **extra: str) -> Worker:
-        return Worker(self.database, name, **self.env(**extra))
+    def worker(self, name: str, settings: str = "tests.settings", **extra: str) -> Worker:
+        return Worker(self.database, name, settings, **self.env(**extra))
 
     def begin(self) -> None:
         """Refuse new connections of the role and kill the open ones."""
@@ -235,3 +235,39 @@ def test_an_exit_while_storage_is_down_says_plainly_what_was_not_stored(outage: 
         result.describe()
     )
     assert _texts(outage.database) == ["before"]
+
+
+def test_the_first_write_after_an_idle_outage_is_stored_at_once(outage: Outage) -> None:
+    # The server dropped the connection while the process did nothing: the
+    # write after the outage finds it dead, and stores on a new one.
+    worker = outage.worker("worker")
+    assert worker.call("write before")[0] == "ok"
+    outage.begin()
+    outage.end()
+
+    assert worker.call("write after") == ("ok", 2)
+    assert worker.child.send(signal.SIGKILL).returncode == KILLED
+    assert _texts(outage.database) == ["before", "after"]
+
+
+CLUSTER = {"MEMDB_TEST_WORKER_MODEL": "cluster_app.Entry"}
+
+
+def test_cluster_mode_recovers_both_connections_after_an_outage(outage: Outage) -> None:
+    # The in-memory tables are on the server too: the write during the outage
+    # fails on them (nothing committed), the next one reconnects both.
+    worker = outage.worker("worker", "tests.settings_cluster", **CLUSTER)
+    assert worker.call("write before")[0] == "ok"
+
+    outage.begin()
+    key, message = worker.call("write during")
+    assert key == "error", message
+    assert worker.call("write again")[0] == "error"  # still down: a new connection is refused
+    outage.end()
+
+    assert worker.call("write after")[0] == "ok"
+    assert worker.call("texts") == ("ok", ["before", "after"])
+    assert _stored(outage.database, b"after")
+    assert worker.child.send(signal.SIGKILL).returncode == KILLED
+    later = outage.worker("later", "tests.settings_cluster", **CLUSTER)
+    assert later.call("texts") == ("ok", ["before", "after"])

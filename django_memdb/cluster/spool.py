@@ -53,8 +53,11 @@ def flush(database: ClusterState, raise_errors: bool = True, forced: bool = Fals
         try:
             if not _pending(wrapper):
                 return 0
-            with server_lock(wrapper):
-                count = _flush(database, wrapper, spool)
+            def once() -> int:
+                with server_lock(wrapper):
+                    return _flush(database, wrapper, spool)
+
+            count = reconnect.retry_if_dropped(spool, once)
             database.pending_error = None
             return count
         except Exception as exc:
