@@ -40,10 +40,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import reconnect
 from .backend.shared import SharedDatabase
 from .conf import conf
 from .exceptions import PersistenceError
@@ -86,6 +87,15 @@ def _stale(alias: str) -> PersistenceError:
         f"Another process wrote the persistent tables of '{alias}' after this process "
         f"loaded them; writing this process's older copy would lose those rows. "
         f"Restart this process (or call django_memdb.tools.restore.restore()) to load them."
+    )
+
+
+def _unreachable(using: str, exc: Exception) -> PersistenceError:
+    return PersistenceError(
+        f"Writes to the persistent tables of '{conf.MEMDB_NAME}' are refused: the '{using}' "
+        f"database, which stores them, cannot be reached to renew this process's lease ({exc}). "
+        f"Nothing was written and the tables in memory are unchanged; retry the write once the "
+        f"'{using}' database is reachable again (changes still pending are stored then)."
     )
 
 
@@ -132,7 +142,11 @@ def check(database: SharedDatabase, using: str) -> None:
     for until in (database.lease_until, database.lease_checked_until):
         if until is not None and until > now:
             return
-    lease = SpoolLease.objects.using(using).filter(name=conf.MEMDB_NAME).first()
+    try:
+        lease = SpoolLease.objects.using(using).filter(name=conf.MEMDB_NAME).first()
+    except (OperationalError, InterfaceError) as exc:  # unreachable; a missing table stays itself
+        reconnect.reset_if_broken(connections[using])
+        raise _unreachable(using, exc) from exc
     if lease is not None and lease.owner != token(database):
         if _alive_elsewhere(lease, now):
             raise _refusal(lease, conf.MEMDB_NAME)

@@ -12,16 +12,18 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from django.core.management import call_command
-from django.db import DatabaseError, connections, models, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, models, transaction
 
 from . import capture, lease, registry, restore, spool
 from .backend import host, shared
 from .conf import DURABILITY_INTERVAL, MODE_CLUSTER, conf
+from .exceptions import PersistenceError
 from .models import SpoolLease
 
 logger = logging.getLogger("django_memdb")
@@ -156,13 +158,13 @@ _exit_hooks_installed = False  # inherited by forked children, like the hooks
 _stop = threading.Event()
 
 
-def flush(database: Any, raise_errors: bool = False) -> int:
+def flush(database: Any, raise_errors: bool = False, log: bool = True) -> int:
     """Journal pending changes of this process's database, whatever the mode."""
     if getattr(database, "cluster", False):
         from .cluster import spool as cluster_spool
 
-        return cluster_spool.flush(database, raise_errors=raise_errors)
-    return spool.flush(database, raise_errors=raise_errors)
+        return cluster_spool.flush(database, raise_errors=raise_errors, log=log)
+    return spool.flush(database, raise_errors=raise_errors, log=log)
 
 
 def compact(database: Any, model: type[models.Model] | None = None) -> None:
@@ -228,7 +230,49 @@ def _interval_loop(database: shared.SharedDatabase) -> None:
         try:
             flush(database)
         finally:
-            connections.close_all()
+            try:
+                connections.close_all()
+            except DatabaseError:  # a dropped connection: gone all the same, and the thread must go on
+                pass
+
+
+# How long the exit flush waits for an unreachable storage database to come back.
+EXIT_RETRY_SECONDS = 5.0
+EXIT_RETRY_PAUSE = 0.5
+
+
+def _flush_at_exit(database: Any) -> None:
+    """Store what is pending; an unreachable storage database gets a few seconds to come back
+    (a restart or failover during a deploy), then the loss is reported plainly."""
+    deadline = time.monotonic() + EXIT_RETRY_SECONDS
+    while True:
+        try:
+            flush(database, raise_errors=True, log=False)
+            return
+        except PersistenceError as exc:
+            unreachable = isinstance(exc.__cause__, (OperationalError, InterfaceError))
+            if not unreachable or time.monotonic() >= deadline:
+                logger.error("django_memdb: %s", _not_stored(database, exc, unreachable))
+                return
+        time.sleep(EXIT_RETRY_PAUSE)
+
+
+def _not_stored(database: Any, exc: PersistenceError, retried: bool) -> str:
+    cause = exc.__cause__ if exc.__cause__ is not None and exc.__cause__ is not exc else exc
+    using = conf.MEMDB_SPOOL_DATABASE
+    waited = f" (retried for {EXIT_RETRY_SECONDS:g} s)" if retried else ""
+    if getattr(database, "cluster", False):
+        return (
+            f"at exit, changes committed to the in-memory tables were NOT stored in the '{using}' "
+            f"database{waited}: {cause}. They stay in the server's in-memory tables, where the next "
+            f"flush of any process of the cluster stores them, unless the server loses those tables first."
+        )
+    labels = spool.pending_labels(database) or "persistent tables"
+    return (
+        f"at exit, changes committed in memory to {labels} were NOT stored in the '{using}' "
+        f"database{waited}: {cause}. They are lost with this process; a restart restores the "
+        f"last state stored. Keep the '{using}' database reachable until the process has exited."
+    )
 
 
 def _at_exit() -> None:
@@ -236,7 +280,7 @@ def _at_exit() -> None:
     database = started_database()
     if database is None:
         return
-    flush(database)
+    _flush_at_exit(database)
     if database.lease_token is not None:
         try:
             lease.release(database, conf.MEMDB_SPOOL_DATABASE)

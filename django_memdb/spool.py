@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
-from . import lease, registry, rows, storage
+from . import lease, reconnect, registry, rows, storage
 from .backend import host
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
@@ -64,8 +64,11 @@ def flush_after_spool_commit(database: Any, spool: Any) -> None:
     database.dirty = True
 
 
-def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
-    """Journal all pending changes; returns the number of rows journaled."""
+def flush(database: SharedDatabase, raise_errors: bool = True, log: bool = True) -> int:
+    """Journal all pending changes; returns the number of rows journaled.
+
+    ``log``: whether a failure is logged (the exit handler reports its own).
+    """
     spool = connections[conf.MEMDB_SPOOL_DATABASE]
     with database.lock:
         if database.flushing or not _can_flush_now(database):
@@ -75,31 +78,41 @@ def flush(database: SharedDatabase, raise_errors: bool = True) -> int:
             return 0
         database.flushing = True
         database.dirty = False
-        saved = database.lease_generation, database.lease_until
         try:
-            try:
-                if database.host is None:
-                    count = _flush(database, spool)
-                else:
-                    with _spooling(database):
-                        count = _flush(database, spool)
-            except BaseException:
-                # As lease.undone_on_error: a claim rolled back did not happen.
-                database.lease_generation, database.lease_until = saved
-                raise
+            count = reconnect.retry_if_dropped(spool, lambda: _flush_once(database, spool))
             database.pending_error = None
             return count
         except Exception as exc:
-            return flush_failed(database, exc, spool, raise_errors, _pending_labels(database))
+            return flush_failed(database, exc, spool, raise_errors, pending_labels(database), log)
         finally:
             database.flushing = False
 
 
-def flush_failed(database: Any, exc: Exception, spool: Any, raise_errors: bool, labels: str = "") -> int:
-    """A flush failed: the changes stay pending; the error is kept, logged, and raised if asked."""
+def _flush_once(database: SharedDatabase, spool: Any) -> int:
+    saved = database.lease_generation, database.lease_until
+    try:
+        if database.host is None:
+            return _flush(database, spool)
+        with _spooling(database):
+            return _flush(database, spool)
+    except BaseException:
+        # As lease.undone_on_error: a claim rolled back did not happen.
+        database.lease_generation, database.lease_until = saved
+        raise
+
+
+def flush_failed(
+    database: Any, exc: Exception, spool: Any, raise_errors: bool, labels: str = "", log: bool = True
+) -> int:
+    """A flush failed: the changes stay pending; the error is kept, logged, and raised if asked.
+
+    A connection the server dropped is closed, so that the next flush reconnects.
+    """
+    reconnect.reset_if_broken(spool)
     error = _explain(exc, spool, labels)
     database.pending_error = error
-    logger.error("django_memdb: %s", error)
+    if log:
+        logger.error("django_memdb: %s", error)
     if raise_errors:
         raise error from exc
     return 0
@@ -148,7 +161,7 @@ def adopt_host_lease(database: SharedDatabase) -> None:
         database.lease_token, database.lease_generation = marker
 
 
-def _pending_labels(database: SharedDatabase) -> str:
+def pending_labels(database: SharedDatabase) -> str:
     """The models whose changes a failed flush left pending, for its message."""
     try:
         tables = [row[0] for row in database.connection.execute(f"SELECT DISTINCT tbl FROM {CHANGES}")]

@@ -41,11 +41,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if databases.kind() == "sqlite":
-        # Cluster mode puts the tables on a server: its tests run in the server passes.
-        cluster = [item for item in items if item.get_closest_marker("cluster")]
-        if cluster:
-            config.hook.pytest_deselected(items=cluster)
-            items[:] = [item for item in items if not item.get_closest_marker("cluster")]
+        # Cluster mode puts the tables on a server, and an outage needs a server to refuse
+        # connections: their tests run in the server passes.
+        def server_only(item: pytest.Item) -> bool:
+            return any(item.get_closest_marker(name) for name in ("cluster", "outage"))
+
+        deselected = [item for item in items if server_only(item)]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not server_only(item)]
     problem = config._memdb_problem  # type: ignore[attr-defined]
     if problem:
         skip = pytest.mark.skip(reason=f"MEMDB_TEST_DATABASE={databases.kind()}: {problem}")
@@ -56,5 +60,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_report_header(config: pytest.Config) -> str:
     header = f"django-memdb default database: {databases.kind()}"
     if databases.kind() == "sqlite":
-        header += " (cluster-mode tests need MEMDB_TEST_DATABASE=postgresql or mariadb)"
+        header += " (cluster-mode and outage tests need MEMDB_TEST_DATABASE=postgresql or mariadb)"
     return header

@@ -37,7 +37,7 @@ JOURNAL_TABLE = "django_memdb_persistentjournal"
 # Variables of the test settings that a child must not inherit by accident.
 _CHILD_ONLY = (
     "MEMDB_TEST_DURABILITY", "MEMDB_TEST_FLUSH_INTERVAL", "MEMDB_TEST_MODE", "MEMDB_TEST_HOST_DIRECTORY",
-    "DJANGO_SETTINGS_MODULE",
+    "MEMDB_TEST_LEASE_SECONDS", "DJANGO_SETTINGS_MODULE",
 )
 
 
@@ -170,6 +170,30 @@ class Child:
                 return record[1]
             if record is not None:
                 self._unclaimed[record[0]] = record[1]
+
+    def wait_for_any(self, *keys: str, timeout: float = TIMEOUT) -> tuple[str, Any]:
+        """Block until the child reports one of ``keys``; (key, value)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for key in keys:
+                if key in self._unclaimed:
+                    return key, self._unclaimed.pop(key)
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                pytest.fail(f"none of {keys} from the child within {timeout} s.\n{self.result().describe()}")
+            if line is None:
+                pytest.fail(f"the child ended before reporting any of {keys}.\n{self.wait().describe()}")
+            record = _parse(line)
+            if record is not None and record[0] in keys:
+                return record
+            if record is not None:
+                self._unclaimed[record[0]] = record[1]
+
+    def stderr_text(self) -> str:
+        """What the child wrote to stderr so far (it may still be running)."""
+        return self._stderr_path.read_text(encoding="utf-8", errors="replace")
 
     def send(self, signum: int) -> Result:
         """Deliver ``signum`` and wait for the child to end."""

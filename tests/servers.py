@@ -41,6 +41,13 @@ class Worker:
         self.child.popen.stdin.flush()
         return self.child.wait_for(answer, timeout=60)
 
+    def call(self, command: str) -> tuple[str, Any]:
+        """Send a command; ("ok", value) or ("error", message)."""
+        assert self.child.popen.stdin is not None
+        self.child.popen.stdin.write(command + "\n")
+        self.child.popen.stdin.flush()
+        return self.child.wait_for_any("ok", "error", timeout=60)
+
 
 
 def _free_port() -> int:

@@ -54,6 +54,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 MEMDB_DURABILITY = os.environ.get("MEMDB_TEST_DURABILITY", "commit")
 MEMDB_FLUSH_INTERVAL = float(os.environ.get("MEMDB_TEST_FLUSH_INTERVAL", "1.0"))
 MEMDB_MODE = os.environ.get("MEMDB_TEST_MODE", "process")
+if "MEMDB_TEST_LEASE_SECONDS" in os.environ:
+    MEMDB_LEASE_SECONDS = float(os.environ["MEMDB_TEST_LEASE_SECONDS"])
 if "MEMDB_TEST_HOST_DIRECTORY" in os.environ:
     MEMDB_HOST_DIRECTORY = os.environ["MEMDB_TEST_HOST_DIRECTORY"]
 

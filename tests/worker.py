@@ -1,7 +1,7 @@
 """A long-lived process of the test project that obeys commands on stdin.
 
 ``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``count`` counts them, ``texts``
-lists them; each answers one ``@ok <json>`` or ``@error <message>`` line.
+lists them, ``spool`` runs ``memdb_spool``; each answers one ``@ok <json>`` or ``@error <message>`` line.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     django.setup()
     from django.apps import apps
+    from django.core.management import call_command
 
     # The cluster tests use a model that fits MEMORY tables.
     Persistent = apps.get_model(os.environ.get("MEMDB_TEST_WORKER_MODEL", "tests.Persistent"))
@@ -29,6 +30,9 @@ def main() -> None:
         try:
             if command == "write":
                 value: object = Persistent.objects.create(text=argument).pk
+            elif command == "spool":
+                call_command("memdb_spool", verbosity=0)
+                value = None
             elif command == "count":
                 value = Persistent.objects.count()
             else:

@@ -16,6 +16,7 @@ from django.db import connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.utils import load_backend
 
+from .. import reconnect
 from ..backend import shared
 from ..backend.base import CommitHooks
 from ..conf import conf
@@ -61,6 +62,7 @@ class ClusterWrapper(CommitHooks):
     connection: Any
     alias: str
     settings_dict: dict[str, Any]
+    errors_occurred: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -80,6 +82,9 @@ class ClusterWrapper(CommitHooks):
         if self.memdb_checking:
             super().ensure_connection()  # type: ignore[misc]
             return
+        if self.errors_occurred:
+            # Outside a request nothing else replaces a connection the server dropped.
+            reconnect.reset_if_broken(self)
         fresh = self.connection is None
         self.memdb_checking = True  # connect() calls back here before autocommit is set
         try:

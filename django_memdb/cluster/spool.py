@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import connections, models, transaction
 
-from .. import registry, rows, storage
+from .. import reconnect, registry, rows, storage
 from ..conf import DURABILITY_COMMIT, conf
 from ..spool import flush_after_spool_commit, flush_failed
 from ..transactions import user_in_atomic
@@ -33,8 +33,11 @@ def changes_committed(database: ClusterState, raise_errors: bool = True) -> None
         flush(database, raise_errors=raise_errors)
 
 
-def flush(database: ClusterState, raise_errors: bool = True, forced: bool = False) -> int:
-    """Journal every pending change of the cluster; returns the number of rows journaled."""
+def flush(database: ClusterState, raise_errors: bool = True, forced: bool = False, log: bool = True) -> int:
+    """Journal every pending change of the cluster; returns the number of rows journaled.
+
+    ``log``: whether a failure is logged (the exit handler reports its own).
+    """
     wrapper = connections[conf.MEMDB_NAME]
     spool = connections[conf.MEMDB_SPOOL_DATABASE]
     if not (database.ready or forced) or wrapper.memdb_flushing:
@@ -50,12 +53,17 @@ def flush(database: ClusterState, raise_errors: bool = True, forced: bool = Fals
         try:
             if not _pending(wrapper):
                 return 0
-            with server_lock(wrapper):
-                count = _flush(database, wrapper, spool)
+            def once() -> int:
+                with server_lock(wrapper):
+                    return _flush(database, wrapper, spool)
+
+            count = reconnect.retry_if_dropped(spool, once)
             database.pending_error = None
             return count
         except Exception as exc:
-            return flush_failed(database, exc, spool, raise_errors)
+            # The in-memory tables are on a server too: a dropped connection there recovers as well.
+            reconnect.reset_if_broken(wrapper)
+            return flush_failed(database, exc, spool, raise_errors, log=log)
         finally:
             wrapper.memdb_flushing = False
 
