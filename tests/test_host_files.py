@@ -153,6 +153,7 @@ def test_a_file_planted_in_the_private_directory_is_refused(
     victim = shared_base / "victim"
     victim.write_text("precious\n")
     victim.chmod(0o644)
+    refused: list[Worker] = []
     for suffix in SUFFIXES:
         target = Path(f"{main}{suffix}")
         private.chmod(0o777)  # as if the other user could write there
@@ -163,8 +164,8 @@ def test_a_file_planted_in_the_private_directory_is_refused(
         finally:
             private.chmod(0o700)
         worker = Worker(scratch, f"victim{suffix}", **host_mode(shared_base))
+        refused.append(worker)  # kept running: what it refused must not hold the others' locks
         refusal = worker.ask("write lost", "error")
-        worker.child.finish().check()
         assert f"refuses to use {target}: " in refusal, (suffix, refusal)
         assert ("symbolic link" if planted == "symlink" else f"owned by uid {other_user.pw_uid} ({OTHER})") in refusal
         assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
@@ -174,6 +175,8 @@ def test_a_file_planted_in_the_private_directory_is_refused(
     last = Worker(scratch, "last", **host_mode(shared_base))
     assert last.ask("texts") == ["kept"]
     last.child.finish().check()
+    for worker in refused:
+        worker.child.finish().check()
 
 
 def test_an_unsafe_configured_directory_is_refused(tmp_path: Path, other_user: pwd.struct_passwd) -> None:
