@@ -8,29 +8,78 @@ storage otherwise. The other processes join. Opening is serialised by ``<file>.b
 start-up (migrate, restore) is done, and flushes by ``<file>.spool``, so
 exactly one process writes to storage at a time; a process that dies lets go
 of its locks, and the next flush by any process takes its pending changes.
+
+The files hold the tables in clear and their locks gate every process, so
+they live in a directory of the user's own (``django_memdb-<uid>``, 0700)
+inside the configured directory, are 0600, are never opened through a
+symbolic link, and one made by anybody else is refused (private_files.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
 import hashlib
+import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
-from typing import IO
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.utils import load_backend
+
+from .private_files import claim_private_file, ensure_private_directory, open_private_file, private_directory
+
+# What SQLite makes next to the file; each is made ours before SQLite opens it.
+SQLITE_SUFFIXES = ("", "-wal", "-shm")
 
 
 def default_directory() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
-def path_for(name: str, spool: dict[str, object], directory: str) -> str:
-    """One file per in-memory database name and storage database."""
-    key = "|".join(str(spool.get(k, "")) for k in ("ENGINE", "NAME", "HOST", "PORT"))
-    digest = hashlib.sha256(f"{name}|{key}".encode()).hexdigest()[:20]
-    return os.path.join(directory, f"django_memdb-{digest}.sqlite3")
+def path_for(name: str, spool: Mapping[str, Any], directory: str) -> str:
+    """One file per in-memory database name and storage, in this user's directory.
+
+    Two projects must never share a file: the name hashes everything that
+    tells one storage from another, SQLite names resolved to real paths.
+    """
+    identity = json.dumps([str(name), storage_identity(spool)], sort_keys=True, default=_stable)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    return os.path.join(private_directory(directory), f"django_memdb-{digest}.sqlite3")
+
+
+def storage_identity(spool: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of the storage database that say which database (and schema) it is."""
+    identity = {key: spool.get(key) for key in ("ENGINE", "NAME", "HOST", "PORT", "USER", "OPTIONS")}
+    name = identity["NAME"]
+    if name and _is_sqlite(str(identity["ENGINE"])):
+        text = os.fspath(name)
+        if not (text == ":memory:" or text.startswith("file:")):
+            # ``db.sqlite3`` of one project is not that of another started elsewhere.
+            identity["NAME"] = os.path.realpath(text)
+    return identity
+
+
+def _is_sqlite(engine: str) -> bool:
+    try:
+        return bool(load_backend(engine).DatabaseWrapper.vendor == "sqlite")
+    except ImproperlyConfigured:  # Django reports a broken ENGINE on that database's first use
+        return False
+
+
+def _stable(value: Any) -> str:
+    """The same text in every process: a repr may hold a memory address."""
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__module__}.{type(value).__qualname__}.{value.name}"
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "__module__") and hasattr(value, "__qualname__"):
+        return f"{value.__module__}.{value.__qualname__}"
+    return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
 class HostFiles:
@@ -38,25 +87,46 @@ class HostFiles:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._alive: IO[bytes] = open(path + ".alive", "ab")  # noqa: SIM115 - held for life
-        self._boot: IO[bytes] | None = open(path + ".boot", "ab")  # noqa: SIM115
-        self._spool_path = path + ".spool"
+        # path_for put the file in this user's directory of MEMDB_HOST_DIRECTORY.
+        ensure_private_directory(os.path.dirname(os.path.dirname(path)))
+        self._alive = open_private_file(path + ".alive")  # held for life
+        self._boot: int | None = None
+        try:
+            self._boot = open_private_file(path + ".boot")
+            self._spool_path = path + ".spool"
+            claim_private_file(self._spool_path)  # refused now rather than at the first flush
+        except BaseException:
+            self.close()
+            raise
         self.first = False
 
     def open(self, connect: Callable[[str], sqlite3.Connection]) -> sqlite3.Connection:
         assert self._boot is not None
-        fcntl.flock(self._boot, fcntl.LOCK_EX)
         try:
-            fcntl.flock(self._alive, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self.first = True
-        except BlockingIOError:
-            self.first = False
-        self._connect = connect
-        connection = self._open()
-        fcntl.flock(self._alive, fcntl.LOCK_SH)
+            fcntl.flock(self._boot, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self._alive, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.first = True
+            except BlockingIOError:
+                self.first = False
+            self._connect = connect
+            connection = self._open()
+            fcntl.flock(self._alive, fcntl.LOCK_SH)
+        except BaseException:
+            self.close()  # a refused file must not leave the host's start-up lock held
+            raise
         return connection
 
+    def close(self) -> None:
+        """Let go of the locks of a process that could not open the file."""
+        if self._boot is not None:
+            os.close(self._boot)
+            self._boot = None
+        os.close(self._alive)
+
     def _open(self) -> sqlite3.Connection:
+        for suffix in SQLITE_SUFFIXES:
+            claim_private_file(self.path + suffix)
         connection = self._connect(self.path)
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = OFF")  # tmpfs: storage is the durable copy
@@ -65,7 +135,7 @@ class HostFiles:
     def rebuild(self, connection: sqlite3.Connection) -> sqlite3.Connection:
         """An empty file instead of one older than storage (first process only)."""
         connection.close()
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in SQLITE_SUFFIXES:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path + suffix)
         return self._open()
@@ -74,14 +144,17 @@ class HostFiles:
         """Let the next process open the file (this one finished its start-up)."""
         if self._boot is not None:
             fcntl.flock(self._boot, fcntl.LOCK_UN)
-            self._boot.close()
+            os.close(self._boot)
             self._boot = None
 
     @contextlib.contextmanager
     def spooling(self) -> Iterator[None]:
-        with open(self._spool_path, "ab") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        descriptor = open_private_file(self._spool_path)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(descriptor)
 
 
 MARKER = "django_memdb_host"
