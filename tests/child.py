@@ -259,6 +259,24 @@ def action_fill(options: argparse.Namespace) -> None:
     expected()
 
 
+def action_odd_name(options: argparse.Namespace) -> None:
+    """Writes to a table whose name holds ``%``, ``'`` and ``"``; then compacts it."""
+    from django_memdb import lifecycle, spool
+    from tests.models import OddName
+
+    rows, errors = dump()
+    assert not errors, errors
+    emit("before", rows)
+    n = int(options.tag)
+    OddName.objects.create(text=f"100% it's \"{n}\"")
+    OddName.objects.bulk_create([OddName(text=f"bulk {n} {i}%s") for i in range(3)])
+    OddName.objects.filter(text=f"bulk {n} 0%s").update(text=f"updated {n}")
+    OddName.objects.filter(text=f"bulk {n} 1%s").delete()
+    expected()
+    if n == 1:
+        spool.compact(lifecycle.current_database())
+
+
 def action_touch_other(options: argparse.Namespace) -> None:
     from tests.models import Other
 
