@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from collections.abc import Iterator
@@ -25,6 +26,14 @@ def zlib_processor(arguments: dict[str, Any]) -> None:
         arguments["data"] = zlib.compress(json.dumps(arguments["data"]).encode())
     else:
         arguments["data"] = json.loads(zlib.decompress(arguments["data"]))
+
+
+class Zlib:
+    def process(self, arguments: dict[str, Any]) -> None:
+        zlib_processor(arguments)
+
+    def __call__(self, arguments: dict[str, Any]) -> None:
+        zlib_processor(arguments)
 
 
 def raising_processor(arguments: dict[str, Any]) -> None:
@@ -76,6 +85,42 @@ def test_failing_processor_names_model_and_keeps_the_change(processor: Any, mess
     # Once the processor is gone, the pending change is stored with the next flush.
     assert spool.flush(lifecycle.current_database()) == 1
     assert_persisted(Persistent)
+
+
+def test_a_processor_that_cannot_be_imported_by_its_name_is_refused() -> None:
+    def compress(arguments: dict[str, Any]) -> None:  # not importable: inside a function
+        arguments["data"] = zlib.compress(json.dumps(arguments["data"]).encode())
+
+    Persistent.objects.create(text="before")
+    stored = [(s.codec, bytes(s.data)) for s in PersistentStorage.objects.all()]
+    for _ in connect(compress, signals.store_save):
+        with pytest.raises(PersistenceError) as caught:
+            Persistent.objects.create(text="during")
+        cause = caught.value.__cause__
+        assert isinstance(cause, ProcessorError)
+        assert str(cause).startswith("tests.Persistent: the store_save processor ")
+        assert "test_a_processor_that_cannot_be_imported_by_its_name_is_refused.<locals>.compress" in str(cause)
+        assert "define it at module level" in str(cause)
+    assert [(s.codec, bytes(s.data)) for s in PersistentStorage.objects.all()] == stored
+    assert not PersistentJournal.objects.exists()
+    assert spool.flush(lifecycle.current_database()) == 1  # the change was kept pending
+    assert_persisted(Persistent)
+
+
+@pytest.mark.parametrize(
+    ("processor", "codec"),
+    [
+        (functools.partial(zlib_processor), "tests.test_errors.zlib_processor"),
+        (Zlib().process, "tests.test_errors.Zlib.process"),
+        (Zlib(), "tests.test_errors.Zlib"),
+    ],
+)
+def test_importable_processors_are_recorded_by_dotted_name(processor: Any, codec: str) -> None:
+    for _ in connect(processor, signals.store_save, signals.store_load):
+        Persistent.objects.create(text="a")
+        assert PersistentStorage.objects.get().codec == codec
+        restore()
+        assert list(Persistent.objects.values_list("text", flat=True)) == ["a"]
 
 
 def test_corrupt_blob_is_reported_kept_and_blocks_the_table() -> None:
