@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import models
 
-from . import rows, signals
+from . import decode_errors, rows, signals
 from .conf import conf
 from .exceptions import ProcessorError, RestoreError
 
@@ -141,19 +141,8 @@ def decode(
     connected: list[Callable[..., Any]] = []
 
     def failure(problem: str) -> RestoreError:
-        recorded = codec or "none"
-        now = codec_of(connected) or "none"
-        hint = (
-            f"It was encoded by processors [{recorded}] and the store_load chain now "
-            f"connected is [{now}]: connect the processors that decode it"
-            if recorded != now
-            else "The blob may be corrupt: fix or delete it (admin, PersistentStorage)"
-        )
-        return RestoreError(
-            f"Cannot restore {label}: {problem}. {hint}, then restart the process or call "
-            f"django_memdb.tools.restore.restore() in it (`manage.py memdb_restore --model "
-            f"{label} --dry-run` checks the stored data). The stored rows were kept."
-        )
+        stored = decode_errors.stored_by_chain(application, modelname)
+        return RestoreError(decode_errors.message(label, problem, codec, codec_of(connected), stored))
 
     listening = signals.store_load.has_listeners(model)
     if not listening and chunks is not None:
@@ -170,6 +159,7 @@ def decode(
         try:
             connected = _run(arguments, signals.store_load, model, "decoding")
         except ProcessorError as exc:
+            connected = list(arguments["processors"])  # those connected, also when one raised
             raise failure(str(exc.__cause__ or exc)) from exc
         data = arguments["data"]
     else:

@@ -149,9 +149,66 @@ def test_blob_of_disconnected_processors_says_which(zlib_chain: None) -> None:
     signals.store_load.disconnect(dispatch_uid="test_errors")
     with pytest.raises(RestoreError) as caught:
         restore([row])
-    assert "[tests.test_errors.zlib_processor]" in str(caught.value)
-    assert "now connected is [none]" in str(caught.value)
+    text = str(caught.value)
+    assert "Chain recorded in storage for this data: [tests.test_errors.zlib_processor]; " in text
+    assert "store_load chain connected now: none. Nothing is connected to decode it." in text
+    assert "Written with chain [tests.test_errors.zlib_processor]: the snapshot of 1 row." in text
+    assert "Way out: connect store_load processors that decode every chain above" in text
+    assert "`manage.py memdb_spool --rewrite --model tests.Persistent`" in text
     assert bytes(PersistentStorage.objects.get().data) == bytes(row.data)
+
+
+def zlib_decoder(arguments: dict[str, Any]) -> None:
+    arguments["data"] = json.loads(zlib.decompress(arguments["data"]))
+
+
+def _restore_error() -> str:
+    with pytest.raises(RestoreError) as caught:
+        restore()
+    return str(caught.value)
+
+
+def test_a_processor_added_to_stored_data_names_both_chains_and_what_each_wrote() -> None:
+    Persistent.objects.create(text="a")
+    Persistent.objects.create(text="b")
+    Persistent.objects.create(text="c")  # a snapshot of 1 row, 2 journal entries
+    for _ in connect(zlib_decoder, signals.store_load):
+        text = _restore_error()
+    assert text.startswith("Cannot restore tests.Persistent: Error -3 while decompressing data")
+    assert "Chain recorded in storage for this data: none; " in text
+    assert "store_load chain connected now: [tests.test_errors.zlib_decoder]. " in text
+    assert "It was stored without processors, and the connected ones are given JSON they did not encode." in text
+    assert "Written with no processors: the snapshot of 1 row and 2 journal entries of 2 rows." in text
+    assert "The stored rows were kept." in text
+
+
+def test_a_processor_that_raises_on_load_is_named_as_connected(zlib_chain: None) -> None:
+    Persistent.objects.create(text="a")
+    signals.store_load.disconnect(dispatch_uid="test_errors")
+    for _ in connect(raising_processor, signals.store_load):  # in place of zlib_processor
+        text = _restore_error()
+    assert "Chain recorded in storage for this data: [tests.test_errors.zlib_processor]; " in text
+    assert "store_load chain connected now: [tests.test_errors.raising_processor]. " in text
+    assert "Unless the connected processors decode what the recorded ones encoded, the processors changed." in text
+
+
+def test_data_of_two_chains_is_listed_per_chain(zlib_chain: None) -> None:
+    Persistent.objects.create(text="a")  # snapshot through zlib
+    signals.store_save.disconnect(dispatch_uid="test_errors")
+    Persistent.objects.create(text="b")  # journal entry without processors
+    text = _restore_error()
+    assert (
+        "Written with chain [tests.test_errors.zlib_processor]: the snapshot of 1 row. "
+        "Written with no processors: 1 journal entry of 1 row."
+    ) in text
+
+
+def test_a_blob_that_the_recorded_chain_cannot_decode_may_be_corrupt(zlib_chain: None) -> None:
+    Persistent.objects.create(text="a")
+    PersistentStorage.objects.update(data=zlib.compress(b"\x00 not json"))
+    text = _restore_error()
+    assert "store_load chain connected now: [tests.test_errors.zlib_processor]. The two are the same: " in text
+    assert "the blob may be corrupt (fix or delete it in the admin" in text
 
 
 def test_zlib_chain_round_trips(zlib_chain: None) -> None:
