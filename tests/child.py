@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import decimal
+import io
 import json
 import os
 import signal
@@ -277,6 +278,18 @@ def action_odd_name(options: argparse.Namespace) -> None:
         spool.compact(lifecycle.current_database())
 
 
+def action_rewrite(options: argparse.Namespace) -> None:
+    """``manage.py memdb_spool --rewrite`` in this process, with its processors."""
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    try:
+        call_command("memdb_spool", rewrite=True, stdout=out)
+    except CommandError as exc:
+        emit("refused", str(exc))
+    emit("output", out.getvalue())
+
+
 def action_touch_other(options: argparse.Namespace) -> None:
     from tests.models import Other
 
@@ -442,6 +455,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--zlib", action="store_true", help="connect the zlib processors of tests.processors_zlib"
     )
+    parser.add_argument(
+        "--zlib-either", action="store_true",
+        help="as --zlib, but the store_load processor also reads data stored without compression",
+    )
+    parser.add_argument(
+        "--zlib-save-only", action="store_true", help="as --zlib, but with no store_load processor"
+    )
     parser.add_argument("--kill-at", choices=POINTS, help="SIGKILL this process at that point (action crash)")
     parser.add_argument("--compact-min-rows", type=int, help="MEMDB_COMPACT_MIN_ROWS for this process")
     parser.add_argument("--tag", default="0")
@@ -457,10 +477,12 @@ def main(argv: list[str]) -> int:
         from django.conf import settings
 
         settings.MEMDB_COMPACT_MIN_ROWS = options.compact_min_rows
-    if options.zlib:
+    if options.zlib or options.zlib_either or options.zlib_save_only:
         from tests import processors_zlib
 
-        processors_zlib.connect()
+        processors_zlib.connect(
+            load="either" if options.zlib_either else "none" if options.zlib_save_only else "compressed"
+        )
     if options.in_thread:
         failures: list[BaseException] = []
 
