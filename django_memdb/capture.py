@@ -33,6 +33,14 @@ def _trigger_names(table: str) -> tuple[str, str, str]:
     return (f"django_memdb_{table}_ins", f"django_memdb_{table}_upd", f"django_memdb_{table}_del")
 
 
+_MARK = "SELECT django_memdb_changed(); "
+
+
+def _record(table: str, key: str) -> str:
+    # Concatenated, never %-formatted: the table name may hold a "%".
+    return f"INSERT INTO {CHANGES} (tbl, pk) VALUES ({_literal(table)}, {key}); "
+
+
 def install_change_table(connection: sqlite3.Connection) -> None:
     connection.execute(_CHANGE_TABLE)
 
@@ -42,23 +50,21 @@ def install_triggers(connection: sqlite3.Connection, model_list: Iterable[type[m
     for model in model_list:
         table = model._meta.db_table
         pk = _quote(model._meta.pk.column)
-        record = f"INSERT INTO {CHANGES} (tbl, pk) VALUES ({_literal(table)}, %s); "
-        mark = "SELECT django_memdb_changed(); "
         ins, upd, delete = (_quote(name) for name in _trigger_names(table))
         quoted = _quote(table)
         connection.execute(
             f"CREATE TRIGGER IF NOT EXISTS {ins} AFTER INSERT ON {quoted} "
-            f"BEGIN {record % ('NEW.' + pk)}{mark}END"
+            f"BEGIN {_record(table, 'NEW.' + pk)}{_MARK}END"
         )
         connection.execute(
             f"CREATE TRIGGER IF NOT EXISTS {upd} AFTER UPDATE ON {quoted} BEGIN "
-            f"{record % ('NEW.' + pk)}"
+            f"{_record(table, 'NEW.' + pk)}"
             f"INSERT INTO {CHANGES} (tbl, pk) SELECT {_literal(table)}, OLD.{pk} "
-            f"WHERE OLD.{pk} IS NOT NEW.{pk}; {mark}END"
+            f"WHERE OLD.{pk} IS NOT NEW.{pk}; {_MARK}END"
         )
         connection.execute(
             f"CREATE TRIGGER IF NOT EXISTS {delete} AFTER DELETE ON {quoted} "
-            f"BEGIN {record % ('OLD.' + pk)}{mark}END"
+            f"BEGIN {_record(table, 'OLD.' + pk)}{_MARK}END"
         )
 
 

@@ -3,25 +3,58 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.db import models
 
-from . import rows, signals
+from . import decode_errors, rows, signals
 from .conf import conf
 from .exceptions import ProcessorError, RestoreError
 
 CODEC_LENGTH = 128
 
 
-def dotted_name(processor: Callable[..., Any]) -> str:
-    """Importable name of a processor, as recorded in ``codec``."""
+def _target(processor: Callable[..., Any]) -> Any:
+    """The function or class that names a processor (a callable object: its class)."""
     while isinstance(processor, functools.partial):
         processor = processor.func
-    target = processor if hasattr(processor, "__qualname__") else type(processor)
-    return f"{target.__module__}.{target.__qualname__}"
+    processor = getattr(processor, "__func__", processor)  # a bound method: its function
+    return processor if hasattr(processor, "__qualname__") else type(processor)
+
+
+def dotted_name(processor: Callable[..., Any]) -> str:
+    """``module.qualname`` of a processor, for messages; see ``recorded_name``."""
+    target = _target(processor)
+    return f"{getattr(target, '__module__', '?')}.{target.__qualname__}"
+
+
+def importable(processor: Callable[..., Any]) -> bool:
+    """Whether ``dotted_name`` leads back to the processor when imported."""
+    target = _target(processor)
+    try:
+        found: Any = importlib.import_module(target.__module__)
+        for part in target.__qualname__.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return False
+    return getattr(found, "__func__", found) is target  # a classmethod is bound when looked up
+
+
+def recorded_name(label: str, processor: Callable[..., Any]) -> str:
+    """The name ``codec`` records: importable, so that it says which code decodes the blob."""
+    name = dotted_name(processor)
+    if not importable(processor):
+        raise ProcessorError(
+            f"{label}: the store_save processor {name} cannot be imported by that name "
+            f"(a function defined inside another function, a lambda, or not a module attribute), "
+            f"and PersistentStorage.codec records processors by importable dotted name: define it "
+            f"at module level (for example in yourapp/processors.py) and append that function. "
+            f"Nothing stored was changed."
+        )
+    return name
 
 
 def codec_of(processors: Iterable[Callable[..., Any]]) -> str:
@@ -79,7 +112,8 @@ def encode(model: type[models.Model], items: Iterable[dict[str, Any]]) -> tuple[
             f"{type(data).__name__}; they must leave bytes, str or a list in "
             f"arguments['data']. Nothing stored was changed."
         )
-    return blob, codec_of(processors)
+    label = f"{application}.{modelname}"
+    return blob, ",".join(recorded_name(label, p) for p in processors)[:CODEC_LENGTH]
 
 
 def as_bytes(data: Any) -> bytes:
@@ -107,19 +141,8 @@ def decode(
     connected: list[Callable[..., Any]] = []
 
     def failure(problem: str) -> RestoreError:
-        recorded = codec or "none"
-        now = codec_of(connected) or "none"
-        hint = (
-            f"It was encoded by processors [{recorded}] and the store_load chain now "
-            f"connected is [{now}]: connect the processors that decode it"
-            if recorded != now
-            else "The blob may be corrupt: fix or delete it (admin, PersistentStorage)"
-        )
-        return RestoreError(
-            f"Cannot restore {label}: {problem}. {hint}, then restart the process or call "
-            f"django_memdb.tools.restore.restore() in it (`manage.py memdb_restore --model "
-            f"{label} --dry-run` checks the stored data). The stored rows were kept."
-        )
+        stored = decode_errors.stored_by_chain(application, modelname)
+        return RestoreError(decode_errors.message(label, problem, codec, codec_of(connected), stored))
 
     listening = signals.store_load.has_listeners(model)
     if not listening and chunks is not None:
@@ -136,6 +159,7 @@ def decode(
         try:
             connected = _run(arguments, signals.store_load, model, "decoding")
         except ProcessorError as exc:
+            connected = list(arguments["processors"])  # those connected, also when one raised
             raise failure(str(exc.__cause__ or exc)) from exc
         data = arguments["data"]
     else:

@@ -260,6 +260,36 @@ def action_fill(options: argparse.Namespace) -> None:
     expected()
 
 
+def action_odd_name(options: argparse.Namespace) -> None:
+    """Writes to a table whose name holds ``%``, ``'`` and ``"``; then compacts it."""
+    from django_memdb import lifecycle, spool
+    from tests.models import OddName
+
+    rows, errors = dump()
+    assert not errors, errors
+    emit("before", rows)
+    n = int(options.tag)
+    OddName.objects.create(text=f"100% it's \"{n}\"")
+    OddName.objects.bulk_create([OddName(text=f"bulk {n} {i}%s") for i in range(3)])
+    OddName.objects.filter(text=f"bulk {n} 0%s").update(text=f"updated {n}")
+    OddName.objects.filter(text=f"bulk {n} 1%s").delete()
+    expected()
+    if n == 1:
+        spool.compact(lifecycle.current_database())
+
+
+def action_rewrite(options: argparse.Namespace) -> None:
+    """``manage.py memdb_spool --rewrite`` in this process, with its processors."""
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    try:
+        call_command("memdb_spool", rewrite=True, stdout=out)
+    except CommandError as exc:
+        emit("refused", str(exc))
+    emit("output", out.getvalue())
+
+
 def action_touch_other(options: argparse.Namespace) -> None:
     from tests.models import Other
 
@@ -463,6 +493,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--zlib", action="store_true", help="connect the zlib processors of tests.processors_zlib"
     )
+    parser.add_argument(
+        "--zlib-either", action="store_true",
+        help="as --zlib, but the store_load processor also reads data stored without compression",
+    )
+    parser.add_argument(
+        "--zlib-save-only", action="store_true", help="as --zlib, but with no store_load processor"
+    )
     parser.add_argument("--kill-at", choices=POINTS, help="SIGKILL this process at that point (action crash)")
     parser.add_argument("--compact-min-rows", type=int, help="MEMDB_COMPACT_MIN_ROWS for this process")
     parser.add_argument("--tag", default="0")
@@ -478,10 +515,12 @@ def main(argv: list[str]) -> int:
         from django.conf import settings
 
         settings.MEMDB_COMPACT_MIN_ROWS = options.compact_min_rows
-    if options.zlib:
+    if options.zlib or options.zlib_either or options.zlib_save_only:
         from tests import processors_zlib
 
-        processors_zlib.connect()
+        processors_zlib.connect(
+            load="either" if options.zlib_either else "none" if options.zlib_save_only else "compressed"
+        )
     if options.in_thread:
         failures: list[BaseException] = []
 

@@ -114,3 +114,12 @@ class CounterPlain(models.Model):
     name = models.CharField(max_length=50)
     value = models.IntegerField(default=0)
     group = models.IntegerField(default=0)
+
+
+class OddName(models.Model, PeristentInMemoryDB):
+    """A table name with a SQL quote and a Python format character in it."""
+
+    text = models.TextField()
+
+    class Meta:
+        db_table = "odd%table's"

@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.processes, pytest.mark.cluster]
 SETTINGS = "tests.settings_cluster"
 ENTRY = {"MEMDB_TEST_WORKER_MODEL": "cluster_app.Entry"}
 TABLES = (
-    "cluster_app_entry", "cluster_app_tag", "cluster_app_scratchpad", "django_memdb_changes", "django_memdb_cluster",
+    "cluster_app_entry", "cluster_app_tag", "cluster_app_scratchpad", "cluster_app's", "django_memdb_changes",
+    "django_memdb_cluster",
 )
 RESTORING = "the server holds no in-memory tables: restoring them from storage"
 
@@ -38,7 +39,8 @@ def lose_the_tables(database: Scratch) -> None:
     try:
         cursor = connection.cursor()
         if database.kind == "postgresql":
-            cursor.execute(f"TRUNCATE {', '.join(TABLES)}")
+            quoted = ", ".join(f'"{table}"' for table in TABLES)
+            cursor.execute(f"TRUNCATE {quoted}")
         else:
             for table in TABLES:
                 cursor.execute(f"TRUNCATE TABLE `{table}`")
@@ -243,4 +245,18 @@ def test_a_write_left_pending_by_a_rolled_back_default_transaction_is_stored_whe
     lose_the_tables(scratch)
     fresh = Worker(scratch, "fresh", SETTINGS, **ENTRY)
     assert fresh.ask("texts") == ["kept"]
+    fresh.child.finish().check()
+
+
+def test_a_table_named_with_a_quote_is_rebuilt_from_storage(scratch: Scratch) -> None:
+    odd = {"MEMDB_TEST_WORKER_MODEL": "cluster_app.OddName"}
+    writer = Worker(scratch, "writer", SETTINGS, **odd)
+    for text in ("100%", "it's", "%s"):
+        writer.ask(f"write {text}")
+    writer.child.finish().check()
+
+    lose_the_tables(scratch)  # the marker row is gone: the next process rebuilds
+    fresh = Worker(scratch, "fresh", SETTINGS, **odd)
+    assert fresh.ask("texts") == ["100%", "it's", "%s"]
+    assert fresh.ask("write after the rebuild") == 4  # the key sequence follows the restored rows
     fresh.child.finish().check()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from collections.abc import Iterator
@@ -25,6 +26,14 @@ def zlib_processor(arguments: dict[str, Any]) -> None:
         arguments["data"] = zlib.compress(json.dumps(arguments["data"]).encode())
     else:
         arguments["data"] = json.loads(zlib.decompress(arguments["data"]))
+
+
+class Zlib:
+    def process(self, arguments: dict[str, Any]) -> None:
+        zlib_processor(arguments)
+
+    def __call__(self, arguments: dict[str, Any]) -> None:
+        zlib_processor(arguments)
 
 
 def raising_processor(arguments: dict[str, Any]) -> None:
@@ -78,6 +87,42 @@ def test_failing_processor_names_model_and_keeps_the_change(processor: Any, mess
     assert_persisted(Persistent)
 
 
+def test_a_processor_that_cannot_be_imported_by_its_name_is_refused() -> None:
+    def compress(arguments: dict[str, Any]) -> None:  # not importable: inside a function
+        arguments["data"] = zlib.compress(json.dumps(arguments["data"]).encode())
+
+    Persistent.objects.create(text="before")
+    stored = [(s.codec, bytes(s.data)) for s in PersistentStorage.objects.all()]
+    for _ in connect(compress, signals.store_save):
+        with pytest.raises(PersistenceError) as caught:
+            Persistent.objects.create(text="during")
+        cause = caught.value.__cause__
+        assert isinstance(cause, ProcessorError)
+        assert str(cause).startswith("tests.Persistent: the store_save processor ")
+        assert "test_a_processor_that_cannot_be_imported_by_its_name_is_refused.<locals>.compress" in str(cause)
+        assert "define it at module level" in str(cause)
+    assert [(s.codec, bytes(s.data)) for s in PersistentStorage.objects.all()] == stored
+    assert not PersistentJournal.objects.exists()
+    assert spool.flush(lifecycle.current_database()) == 1  # the change was kept pending
+    assert_persisted(Persistent)
+
+
+@pytest.mark.parametrize(
+    ("processor", "codec"),
+    [
+        (functools.partial(zlib_processor), "tests.test_errors.zlib_processor"),
+        (Zlib().process, "tests.test_errors.Zlib.process"),
+        (Zlib(), "tests.test_errors.Zlib"),
+    ],
+)
+def test_importable_processors_are_recorded_by_dotted_name(processor: Any, codec: str) -> None:
+    for _ in connect(processor, signals.store_save, signals.store_load):
+        Persistent.objects.create(text="a")
+        assert PersistentStorage.objects.get().codec == codec
+        restore()
+        assert list(Persistent.objects.values_list("text", flat=True)) == ["a"]
+
+
 def test_corrupt_blob_is_reported_kept_and_blocks_the_table() -> None:
     pk = Persistent.objects.create(text="a").pk
     PersistentStorage.objects.filter(modelname="Persistent").update(data=b"\x00 not json")
@@ -104,9 +149,66 @@ def test_blob_of_disconnected_processors_says_which(zlib_chain: None) -> None:
     signals.store_load.disconnect(dispatch_uid="test_errors")
     with pytest.raises(RestoreError) as caught:
         restore([row])
-    assert "[tests.test_errors.zlib_processor]" in str(caught.value)
-    assert "now connected is [none]" in str(caught.value)
+    text = str(caught.value)
+    assert "Chain recorded in storage for this data: [tests.test_errors.zlib_processor]; " in text
+    assert "store_load chain connected now: none. Nothing is connected to decode it." in text
+    assert "Written with chain [tests.test_errors.zlib_processor]: the snapshot of 1 row." in text
+    assert "Way out: connect store_load processors that decode every chain above" in text
+    assert "`manage.py memdb_spool --rewrite --model tests.Persistent`" in text
     assert bytes(PersistentStorage.objects.get().data) == bytes(row.data)
+
+
+def zlib_decoder(arguments: dict[str, Any]) -> None:
+    arguments["data"] = json.loads(zlib.decompress(arguments["data"]))
+
+
+def _restore_error() -> str:
+    with pytest.raises(RestoreError) as caught:
+        restore()
+    return str(caught.value)
+
+
+def test_a_processor_added_to_stored_data_names_both_chains_and_what_each_wrote() -> None:
+    Persistent.objects.create(text="a")
+    Persistent.objects.create(text="b")
+    Persistent.objects.create(text="c")  # a snapshot of 1 row, 2 journal entries
+    for _ in connect(zlib_decoder, signals.store_load):
+        text = _restore_error()
+    assert text.startswith("Cannot restore tests.Persistent: Error -3 while decompressing data")
+    assert "Chain recorded in storage for this data: none; " in text
+    assert "store_load chain connected now: [tests.test_errors.zlib_decoder]. " in text
+    assert "It was stored without processors, and the connected ones are given JSON they did not encode." in text
+    assert "Written with no processors: the snapshot of 1 row and 2 journal entries of 2 rows." in text
+    assert "The stored rows were kept." in text
+
+
+def test_a_processor_that_raises_on_load_is_named_as_connected(zlib_chain: None) -> None:
+    Persistent.objects.create(text="a")
+    signals.store_load.disconnect(dispatch_uid="test_errors")
+    for _ in connect(raising_processor, signals.store_load):  # in place of zlib_processor
+        text = _restore_error()
+    assert "Chain recorded in storage for this data: [tests.test_errors.zlib_processor]; " in text
+    assert "store_load chain connected now: [tests.test_errors.raising_processor]. " in text
+    assert "Unless the connected processors decode what the recorded ones encoded, the processors changed." in text
+
+
+def test_data_of_two_chains_is_listed_per_chain(zlib_chain: None) -> None:
+    Persistent.objects.create(text="a")  # snapshot through zlib
+    signals.store_save.disconnect(dispatch_uid="test_errors")
+    Persistent.objects.create(text="b")  # journal entry without processors
+    text = _restore_error()
+    assert (
+        "Written with chain [tests.test_errors.zlib_processor]: the snapshot of 1 row. "
+        "Written with no processors: 1 journal entry of 1 row."
+    ) in text
+
+
+def test_a_blob_that_the_recorded_chain_cannot_decode_may_be_corrupt(zlib_chain: None) -> None:
+    Persistent.objects.create(text="a")
+    PersistentStorage.objects.update(data=zlib.compress(b"\x00 not json"))
+    text = _restore_error()
+    assert "store_load chain connected now: [tests.test_errors.zlib_processor]. The two are the same: " in text
+    assert "the blob may be corrupt (fix or delete it in the admin" in text
 
 
 def test_zlib_chain_round_trips(zlib_chain: None) -> None:

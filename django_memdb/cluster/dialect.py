@@ -43,6 +43,14 @@ class Dialect:
     def triggers(self, model: type[models.Model]) -> list[str]:
         raise NotImplementedError
 
+    def sequence_resets(self, model_list: list[type[models.Model]]) -> list[str]:
+        """Statements that start key sequences after the loaded rows (none: AUTO_INCREMENT follows)."""
+        return []
+
+
+def _literal(text: str) -> str:
+    return "'{}'".format(text.replace("'", "''"))
+
 
 class PostgreSQL(Dialect):
     """UNLOGGED tables: kept in shared buffers and files, truncated after a crash."""
@@ -74,6 +82,21 @@ class PostgreSQL(Dialect):
     def drop_table(self, table: str) -> str:
         return super().drop_table(table) + " CASCADE"
 
+    def sequence_resets(self, model_list: list[type[models.Model]]) -> list[str]:
+        # Django's sequence_reset_sql puts the table name in a literal unescaped:
+        # a name with a quote in it breaks it.
+        statements = []
+        for model in model_list:
+            for field in model._meta.local_fields:
+                if isinstance(field, models.AutoField):
+                    table, column = self.quote(model._meta.db_table), self.quote(field.column)
+                    statements.append(
+                        f"SELECT setval(pg_get_serial_sequence({_literal(table)}, {_literal(field.column)}), "
+                        f"coalesce(max({column}), 1), max({column}) IS NOT null) FROM {table}"
+                    )
+                    break
+        return statements
+
     def capture_function(self) -> str:
         changes = self.quote(CHANGES)
         return (
@@ -93,15 +116,15 @@ class PostgreSQL(Dialect):
 
     def triggers(self, model: type[models.Model]) -> list[str]:
         table = self.quote(model._meta.db_table)
-        pk = model._meta.pk.column.replace("'", "''")
+        pk = _literal(model._meta.pk.column)
         rows, statement = self.quote("django_memdb_capture"), self.quote("django_memdb_capture_truncate")
         return [
             f"DROP TRIGGER IF EXISTS {rows} ON {table}",
             f"DROP TRIGGER IF EXISTS {statement} ON {table}",
             f"CREATE TRIGGER {rows} AFTER INSERT OR UPDATE OR DELETE ON {table} "
-            f"FOR EACH ROW EXECUTE FUNCTION django_memdb_capture('{pk}')",
+            f"FOR EACH ROW EXECUTE FUNCTION django_memdb_capture({pk})",
             f"CREATE TRIGGER {statement} AFTER TRUNCATE ON {table} "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION django_memdb_capture('{pk}')",
+            f"FOR EACH STATEMENT EXECUTE FUNCTION django_memdb_capture({pk})",
         ]
 
 
@@ -145,17 +168,21 @@ class MySQL(Dialect):
         table, pk = self.quote(table_name), self.quote(model._meta.pk.column)
         literal = "'{}'".format(table_name.replace("\\", "\\\\").replace("'", "''"))
         base = f"django_memdb_{_digest(table_name)}"
-        record = f"INSERT INTO {self.quote(CHANGES)} (tbl, pk) VALUES ({literal}, %s); "
+
+        def record(key: str) -> str:
+            # Concatenated, never %-formatted: the table name may hold a "%".
+            return f"INSERT INTO {self.quote(CHANGES)} (tbl, pk) VALUES ({literal}, {key}); "
+
         guard = "IF @django_memdb_restoring IS NULL THEN "
         statements = [f"DROP TRIGGER IF EXISTS {self.quote(base + suffix)}" for suffix in ("_ins", "_upd", "_del")]
         statements += [
             f"CREATE TRIGGER {self.quote(base + '_ins')} AFTER INSERT ON {table} FOR EACH ROW "
-            f"BEGIN {guard}{record % ('NEW.' + pk)}END IF; END",
+            f"BEGIN {guard}{record('NEW.' + pk)}END IF; END",
             f"CREATE TRIGGER {self.quote(base + '_upd')} AFTER UPDATE ON {table} FOR EACH ROW "
-            f"BEGIN {guard}{record % ('NEW.' + pk)}"
-            f"IF NOT (OLD.{pk} <=> NEW.{pk}) THEN {record % ('OLD.' + pk)}END IF; END IF; END",
+            f"BEGIN {guard}{record('NEW.' + pk)}"
+            f"IF NOT (OLD.{pk} <=> NEW.{pk}) THEN {record('OLD.' + pk)}END IF; END IF; END",
             f"CREATE TRIGGER {self.quote(base + '_del')} AFTER DELETE ON {table} FOR EACH ROW "
-            f"BEGIN {guard}{record % ('OLD.' + pk)}END IF; END",
+            f"BEGIN {guard}{record('OLD.' + pk)}END IF; END",
         ]
         return statements
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.core.management.color import no_style
 from django.db import DatabaseError, models, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
@@ -57,7 +56,7 @@ def not_captured(wrapper: Any, model_list: list[type[models.Model]]) -> Iterator
 def reset_sequences(wrapper: Any, model_list: list[type[models.Model]]) -> None:
     """PostgreSQL's sequences do not follow explicit keys: start them after the loaded rows."""
     with wrapper.cursor() as cursor:
-        for statement in wrapper.ops.sequence_reset_sql(no_style(), model_list):
+        for statement in wrapper.memdb_dialect.sequence_resets(model_list):
             cursor.execute(statement)
 
 

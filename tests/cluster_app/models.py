@@ -23,3 +23,12 @@ class Scratchpad(models.Model, InMemoryDB):
     """Shared by every process, never stored."""
 
     text = models.CharField(max_length=200)
+
+
+class OddName(models.Model, PeristentInMemoryDB):
+    """A table name with a SQL quote in it (Django's ORM on PostgreSQL takes no "%" in one)."""
+
+    text = models.CharField(max_length=200)
+
+    class Meta:
+        db_table = "cluster_app's"

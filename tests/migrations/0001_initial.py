@@ -172,4 +172,15 @@ class Migration(migrations.Migration):
             ],
             bases=(models.Model, django_memdb.mixins.PeristentInMemoryDB),
         ),
+        migrations.CreateModel(
+            name='OddName',
+            fields=[
+                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('text', models.TextField()),
+            ],
+            options={
+                'db_table': "odd%table's",
+            },
+            bases=(models.Model, django_memdb.mixins.PeristentInMemoryDB),
+        ),
     ]

@@ -9,6 +9,7 @@ from django.db import DatabaseError
 
 from ...exceptions import MemDBError
 from ...inspection import compact, plural, progress_to, resolve_models
+from ...rewrite import rewrite
 
 
 class Command(BaseCommand):
@@ -22,10 +23,25 @@ class Command(BaseCommand):
             "--model", action="append", metavar="app_label.ModelName",
             help="Compact only this table (repeat for several).",
         )
+        parser.add_argument(
+            "--rewrite", action="store_true",
+            help=(
+                "Re-encode the stored data with the store_save processors connected now, once memory "
+                "is checked to match storage and the processors of now to read back what they write; "
+                "otherwise nothing is changed."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             selected = resolve_models(options["model"])
+            if options["rewrite"]:
+                flushed, rewritten = rewrite(selected, progress=progress_to(self.stdout))
+                if options["verbosity"]:
+                    self.stdout.write(f"Flushed {plural(flushed, 'changed row')}.")
+                    for each in rewritten:
+                        self.stdout.write(each.summary())
+                return
             flushed, results = compact(selected, progress=progress_to(self.stdout))
         except (MemDBError, DatabaseError) as exc:
             raise CommandError(str(exc)) from exc
