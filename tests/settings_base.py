@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "tests",
+    "tests.fk_app",
 ]
 
 MIDDLEWARE = [

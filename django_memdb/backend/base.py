@@ -162,6 +162,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
     """
 
     memdb_database: shared.SharedDatabase
+    memdb_setting_up = False
     features_class = DatabaseFeatures
 
     def __new__(cls, settings_dict: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -204,10 +205,25 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         else:
             super()._start_transaction_under_autocommit()
 
+    def connect(self) -> None:
+        # Django's connect() asks for the connection (set_autocommit) before
+        # autocommit is on: the bootstrap must wait until it is set up, or the
+        # migrations it runs share an implicit transaction.
+        self.memdb_setting_up = True
+        try:
+            super().connect()
+        finally:
+            self.memdb_setting_up = False
+
+    def init_connection_state(self) -> None:
+        super().init_connection_state()
+        # Set up: receivers of connection_created may use the tables.
+        self.memdb_setting_up = False
+
     def ensure_connection(self) -> None:
         if self.connection is None:
             super().ensure_connection()
-        if not self.memdb_database.ready:
+        if not self.memdb_database.ready and not self.memdb_setting_up:
             from .. import lifecycle
 
             lifecycle.bootstrap(self)
