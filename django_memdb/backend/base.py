@@ -6,12 +6,13 @@ import sys
 from collections import deque
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.sqlite3 import base as sqlite3_base
 
 from ..conf import MODE_CLUSTER, MODE_HOST, conf
 from ..transactions import testcase_blocks_only
-from . import host, shared
+from . import host, names, shared
 from .features import DatabaseFeatures
 
 
@@ -174,6 +175,14 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         return super().__new__(cls)
 
     # Connection life cycle
+
+    def check_settings(self) -> None:
+        super().check_settings()
+        # Check E002 does not run for shell or scripts: a file would be created and used.
+        name = self.settings_dict["NAME"]
+        if not names.is_in_memory(name):
+            message, hint = names.not_in_memory(self.alias, self.settings_dict["ENGINE"], name)
+            raise ImproperlyConfigured(f"{message} {hint}")
 
     def memdb_key(self) -> str:
         """The name of this alias's database in the process registry (shared.py)."""
