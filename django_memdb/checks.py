@@ -13,12 +13,12 @@ from django.db import models, router
 from django.db.utils import load_backend
 
 from . import registry
+from .backend import names
+from .backend.names import ENGINE, EXAMPLE_NAME
 from .cluster import dialect
 from .conf import DURABILITY_CHOICES, MODE_CHOICES, MODE_CLUSTER, conf
 from .mixins import InMemoryDB, PeristentInMemoryDB
 from .router import MemDB
-
-ENGINE = "django_memdb.backend"
 
 
 @register(Tags.database, Tags.compatibility)
@@ -32,26 +32,15 @@ def check_alias(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 hint=(
                     "Add django_integrator.add_application('django_memdb') at the "
                     f"bottom of settings.py, or DATABASES['{alias}'] = "
-                    f"{{'ENGINE': '{ENGINE}', 'NAME': "
-                    "'file:django_memdb?mode=memory&cache=shared'}."
+                    f"{{'ENGINE': '{ENGINE}', 'NAME': '{EXAMPLE_NAME}'}}."
                 ),
                 id="django_memdb.E001",
             )
         ]
-    name = str(database.get("NAME", ""))
-    if database.get("ENGINE") != ENGINE or not (name == ":memory:" or "mode=memory" in name):
-        return [
-            Error(
-                f"DATABASES['{alias}'] is not an in-memory database of django-memdb "
-                f"(ENGINE {database.get('ENGINE')!r}, NAME {name!r}).",
-                hint=(
-                    f"Use 'ENGINE': '{ENGINE}' with a NAME such as "
-                    "'file:django_memdb?mode=memory&cache=shared'. With another "
-                    "engine every thread or request gets its own empty database."
-                ),
-                id="django_memdb.E002",
-            )
-        ]
+    engine, name = database.get("ENGINE"), database.get("NAME", "")
+    if engine != ENGINE or not names.is_in_memory(name):
+        message, hint = names.not_in_memory(alias, engine, name)
+        return [Error(message, hint=hint, id="django_memdb.E002")]
     return []
 
 

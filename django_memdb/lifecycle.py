@@ -88,7 +88,7 @@ def bootstrap(wrapper: Any) -> None:
             return
         database.bootstrapping = me
         try:
-            reused = database.host is not None and _reuse_host_file(wrapper, database)
+            reused = database.host is not None and _reuse_host_file(database)
             # The project's migrations, as ``migrate --database <alias>`` runs them.
             call_command(
                 "migrate", database=wrapper.alias, run_syncdb=True,
@@ -118,7 +118,7 @@ def bootstrap(wrapper: Any) -> None:
         start_services(database)
 
 
-def _reuse_host_file(wrapper: Any, database: shared.SharedDatabase) -> bool:
+def _reuse_host_file(database: shared.SharedDatabase) -> bool:
     """Whether the shared file can be used as it is (host mode)."""
     assert database.host is not None
     if not database.host.first:
@@ -133,9 +133,7 @@ def _reuse_host_file(wrapper: Any, database: shared.SharedDatabase) -> bool:
         token, generation = marker
         if stored is None or (stored.owner == token and stored.generation == generation):
             return True
-    conn = database.host.rebuild(database.connection)
-    database.replace_connection(conn)
-    wrapper.connection = conn
+    database.host.rebuild(database.connection)
     return False
 
 

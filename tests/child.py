@@ -43,7 +43,10 @@ def persistent_models() -> list[Any]:
     from django_memdb.mixins import PeristentInMemoryDB
 
     found = []
-    for model in apps.get_app_config("tests").get_models(include_auto_created=True):
+    for model in [
+        *apps.get_app_config("tests").get_models(include_auto_created=True),
+        *apps.get_app_config("fk_app").get_models(include_auto_created=True),
+    ]:
         owner = model._meta.auto_created
         tagged = owner if isinstance(owner, type) else model
         if issubclass(tagged, PeristentInMemoryDB):
@@ -201,6 +204,27 @@ def _rich_rows() -> None:
 
 def action_rich(options: argparse.Namespace) -> None:
     _rich_rows()
+    expected()
+
+
+def action_fk_app(options: argparse.Namespace) -> None:
+    """The models of tests.fk_app, whose migrations have foreign keys, first used by this process."""
+    from django.contrib.auth.models import User
+    from django.db.models import F
+
+    from tests.fk_app.models import Author, Book, Shelf
+
+    owner = User.objects.create(username=f"owner {options.tag}")
+    author = Author.objects.create(name="author", owner=owner)
+    editor = Author.objects.create(name="editor")
+    kept = Author.objects.create(name="coauthor")
+    book = Book.objects.create(author=author, editor=editor, title="first", pages=120)
+    book.coauthors.add(editor, kept)
+    Book.objects.create(author=kept, title="second")
+    Shelf.objects.create(label="shelf", book=book)
+    Book.objects.filter(pk=book.pk).update(pages=F("pages") + 1)
+    editor.delete()  # SET_NULL on book.editor, and its coauthor row goes
+    assert Book.objects.get(pk=book.pk).author.owner == owner  # across the two databases
     expected()
 
 

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.processes import Child, Result, Scratch
+from tests.processes import REPO, Child, Result, Scratch
 
 
 class Worker:
@@ -56,29 +56,38 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class Server:
-    """gunicorn with several workers serving tests.wsgi on 127.0.0.1."""
+class HttpServer:
+    """A server of tests.wsgi on 127.0.0.1 in a session of its own; see Server and RunServer."""
 
-    def __init__(self, database: Scratch, directory: Path, settings: str = "tests.settings", **env: str) -> None:
+    name: str
+
+    def __init__(
+        self, database: Scratch, directory: Path, command: list[str], settings: str, env: dict[str, str],
+    ) -> None:
         self.port = _free_port()
-        environment = database.env(settings, **env)
-        self.log_path = directory / f"gunicorn-{self.port}.log"
+        self.log_path = directory / f"{self.name}-{self.port}.log"
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "tests.wsgi:application", "--workers", "3",
-             "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "20"],
-            cwd=Path(__file__).resolve().parent.parent, env=environment,
+            [sys.executable, *command, *self.arguments()], cwd=REPO, env=database.env(settings, **env),
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while True:
             try:
-                self.get()
+                self.probe()
                 return
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     self.stop(signal.SIGKILL)
                     raise
+                time.sleep(0.05)
+
+    def arguments(self) -> list[str]:
+        raise NotImplementedError
+
+    def probe(self) -> None:
+        """Raise OSError until the server answers."""
+        raise NotImplementedError
 
     def request(self, data: bytes | None, path: str = "/items/") -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.port}{path}"
@@ -123,3 +132,37 @@ class Server:
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+class Server(HttpServer):
+    """gunicorn with several workers."""
+
+    name = "gunicorn"
+
+    def __init__(self, database: Scratch, directory: Path, settings: str = "tests.settings", **env: str) -> None:
+        super().__init__(database, directory, ["-m", "gunicorn", "tests.wsgi:application"], settings, env)
+
+    def arguments(self) -> list[str]:
+        return ["--workers", "3", "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "20"]
+
+    def probe(self) -> None:
+        self.get()
+
+
+class RunServer(HttpServer):
+    """``manage.py runserver``: one threaded process, no autoreloader.
+
+    Ready once it accepts connections, before any request: the test's own
+    requests are the first uses of the in-memory database.
+    """
+
+    name = "runserver"
+
+    def __init__(self, database: Scratch, directory: Path, settings: str = "tests.settings", **env: str) -> None:
+        super().__init__(database, directory, ["manage.py", "runserver", "--noreload"], settings, env)
+
+    def arguments(self) -> list[str]:
+        return [f"127.0.0.1:{self.port}"]
+
+    def probe(self) -> None:
+        socket.create_connection(("127.0.0.1", self.port), timeout=10).close()

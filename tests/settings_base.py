@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "tests",
+    "tests.fk_app",
 ]
 
 MIDDLEWARE = [
@@ -63,7 +64,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_memdb": {"handlers": ["console"], "level": os.environ.get("MEMDB_TEST_LOG_LEVEL", "WARNING")}},
+    "loggers": {
+        "django_memdb": {"handlers": ["console"], "level": os.environ.get("MEMDB_TEST_LOG_LEVEL", "WARNING")},
+        # The traceback of a failed request, in the log of a server under test.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }
 
 STATIC_URL = "/static/"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 from typing import Any
 
 import django
 import pytest
 from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.db.utils import ConnectionHandler
 from django.test import override_settings
 from django.test.utils import isolate_apps
 
@@ -47,6 +50,26 @@ def test_e002_alias_not_in_memory(settings: Any, database: dict[str, str]) -> No
     [error] = checks.check_alias()
     assert error.id == "django_memdb.E002"
     assert "django_memdb.backend" in error.hint
+
+
+@pytest.mark.django_db(databases=["default", "django_memdb"])  # lets the wrapper try to connect
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+@pytest.mark.parametrize("name", ["on-disk.sqlite3", "file:on-disk.sqlite3?cache=shared", ""])
+def test_the_engine_refuses_a_name_that_is_not_in_memory(
+    settings: Any, tmp_path: Path, monkeypatch: Any, name: str
+) -> None:
+    # shell and scripts skip the checks: the engine itself must not create the file.
+    monkeypatch.chdir(tmp_path)
+    database = {"ENGINE": "django_memdb.backend", "NAME": name}
+    handler = ConnectionHandler({"default": {"ENGINE": "django.db.backends.dummy"}, "django_memdb": database})
+    wrapper = handler["django_memdb"]
+    with pytest.raises(ImproperlyConfigured) as raised:
+        wrapper.ensure_connection()
+    settings.DATABASES = {**settings.DATABASES, "django_memdb": database}
+    [error] = checks.check_alias()
+    assert str(raised.value) == f"{error.msg} {error.hint}"
+    assert "DATABASES['django_memdb']" in error.msg and "mode=memory" in error.hint
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_e003_router_missing() -> None:

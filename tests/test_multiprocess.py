@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.processes import Scratch
-from tests.servers import Server, Worker
+from tests.servers import RunServer, Server, Worker
 
 pytestmark = pytest.mark.processes
 
@@ -56,6 +59,31 @@ def test_host_mode_workers_share_one_truth(scratch: Scratch, tmp_path: Path) -> 
         restarted.stop()
 
 
+def test_host_mode_threaded_runserver_answers_every_request_from_the_first(
+    scratch: Scratch, tmp_path: Path
+) -> None:
+    # The first process of the host empties the shared file while the threads
+    # of other requests already connect to it.
+    server = RunServer(scratch, tmp_path, MEMDB_TEST_MODE="host", MEMDB_TEST_HOST_DIRECTORY=str(tmp_path))
+    texts = [f"r{number}" for number in range(100)]
+
+    def call(number: int) -> Any:
+        try:
+            return server.post(texts[number // 2]) if number % 2 else server.get()
+        except urllib.error.HTTPError as exc:
+            return f"{exc}: {exc.read().decode(errors='replace')[:300]}"
+
+    try:
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            answers = list(pool.map(call, range(200)))
+        failures = [answer for answer in answers if isinstance(answer, str)]
+        assert failures == [], f"{len(failures)} of 200 requests failed:\n{server.log_text()[:8000]}"
+        assert sorted(server.get()["texts"]) == sorted(texts)
+    finally:
+        server.stop()
+    assert sorted(row["text"] for row in scratch.dump()["tests.Persistent"]) == sorted(texts)
+
+
 def test_host_mode_another_process_spools_what_a_killed_one_left(scratch: Scratch, tmp_path: Path) -> None:
     # Under the "shutdown" policy nothing is written before exit: the change of a
     # killed worker is only in the shared file, and a surviving worker writes it.
@@ -83,3 +111,19 @@ def test_host_mode_a_surviving_process_writes_what_a_killed_one_left(scratch: Sc
     killed.child.send(signal.SIGKILL)  # nothing of it was written to storage
     survivor.child.finish().check()  # its exit writes what the killed one left
     assert [row["text"] for row in scratch.dump()["tests.Persistent"]] == ["left behind"]
+
+
+def test_host_mode_a_file_older_than_storage_is_emptied_and_restored(scratch: Scratch, tmp_path: Path) -> None:
+    host_mode = {"MEMDB_TEST_MODE": "host", "MEMDB_TEST_HOST_DIRECTORY": str(tmp_path)}
+    first = Worker(scratch, "first", **host_mode)
+    first.ask("write from the file")
+    first.child.finish().check()
+    ephemeral = Worker(scratch, "ephemeral", MEMDB_TEST_WORKER_MODEL="tests.Ephemeral", **host_mode)
+    ephemeral.ask("write not persisted")
+    ephemeral.child.finish().check()  # the file stays, with its tables and rows
+    scratch.run("mark", "--tag", "elsewhere")  # storage moves on without the file
+    second = Worker(scratch, "second", MEMDB_TEST_WORKER_MODEL="tests.Ephemeral", **host_mode)
+    assert second.ask("texts") == []  # a new file: what was only in the old one is gone
+    second.child.finish().check()
+    third = Worker(scratch, "third", **host_mode)
+    assert third.ask("texts") == ["from the file", "durable elsewhere"]  # restored from storage

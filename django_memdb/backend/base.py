@@ -6,12 +6,13 @@ import sys
 from collections import deque
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.sqlite3 import base as sqlite3_base
 
 from ..conf import MODE_CLUSTER, MODE_HOST, conf
 from ..transactions import testcase_blocks_only
-from . import host, shared
+from . import host, names, shared
 from .features import DatabaseFeatures
 
 
@@ -162,6 +163,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
     """
 
     memdb_database: shared.SharedDatabase
+    memdb_setting_up = False
     features_class = DatabaseFeatures
 
     def __new__(cls, settings_dict: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -173,6 +175,14 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         return super().__new__(cls)
 
     # Connection life cycle
+
+    def check_settings(self) -> None:
+        super().check_settings()
+        # Check E002 does not run for shell or scripts: a file would be created and used.
+        name = self.settings_dict["NAME"]
+        if not names.is_in_memory(name):
+            message, hint = names.not_in_memory(self.alias, self.settings_dict["ENGINE"], name)
+            raise ImproperlyConfigured(f"{message} {hint}")
 
     def memdb_key(self) -> str:
         """The name of this alias's database in the process registry (shared.py)."""
@@ -204,10 +214,25 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         else:
             super()._start_transaction_under_autocommit()
 
+    def connect(self) -> None:
+        # Django's connect() asks for the connection (set_autocommit) before
+        # autocommit is on: the bootstrap must wait until it is set up, or the
+        # migrations it runs share an implicit transaction.
+        self.memdb_setting_up = True
+        try:
+            super().connect()
+        finally:
+            self.memdb_setting_up = False
+
+    def init_connection_state(self) -> None:
+        super().init_connection_state()
+        # Set up: receivers of connection_created may use the tables.
+        self.memdb_setting_up = False
+
     def ensure_connection(self) -> None:
         if self.connection is None:
             super().ensure_connection()
-        if not self.memdb_database.ready:
+        if not self.memdb_database.ready and not self.memdb_setting_up:
             from .. import lifecycle
 
             lifecycle.bootstrap(self)

@@ -132,13 +132,19 @@ class HostFiles:
         connection.execute("PRAGMA synchronous = OFF")  # tmpfs: storage is the durable copy
         return connection
 
-    def rebuild(self, connection: sqlite3.Connection) -> sqlite3.Connection:
-        """An empty file instead of one older than storage (first process only)."""
-        connection.close()
-        for suffix in SQLITE_SUFFIXES:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.path + suffix)
-        return self._open()
+    def rebuild(self, connection: sqlite3.Connection) -> None:
+        """Empty the file, older than storage (first process only).
+
+        In place, through the same connection: other threads of this process
+        may already hold it, and must find it open.
+        """
+        empty = sqlite3.connect(":memory:")
+        try:
+            # The backup API refuses to copy into a WAL file with other pages.
+            empty.execute(f"PRAGMA page_size = {connection.execute('PRAGMA page_size').fetchone()[0]:d}")
+            empty.backup(connection)
+        finally:
+            empty.close()
 
     def started(self) -> None:
         """Let the next process open the file (this one finished its start-up)."""

@@ -45,11 +45,6 @@ class SharedDatabase:
         self.pending_error: Exception | None = None
         connection.create_function("django_memdb_changed", 0, self._mark_dirty)
 
-    def replace_connection(self, connection: sqlite3.Connection) -> None:
-        """Host mode: the first process rebuilt the file (nobody else uses it yet)."""
-        self.connection = connection
-        connection.create_function("django_memdb_changed", 0, self._mark_dirty)
-
     def _mark_dirty(self) -> None:
         self.dirty = True
 
