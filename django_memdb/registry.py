@@ -26,8 +26,15 @@ def _current(model: type[models.Model]) -> type[models.Model]:
     return model
 
 
-def _tagged(model: type[models.Model], tag: type) -> bool:
-    """True for models with the tag and the auto-created M2M tables they own."""
+def _tagged(model: object, tag: type) -> bool:
+    """True for models with the tag and the auto-created M2M tables they own.
+
+    Routers are asked about whatever callers pass as a model (Django's own
+    tests pass mocks, and ``model=None`` hints): anything but a model class is
+    not tagged.
+    """
+    if not (isinstance(model, type) and issubclass(model, models.Model)):
+        return False
     model = _current(model)
     if issubclass(model, tag):
         return True
@@ -35,11 +42,11 @@ def _tagged(model: type[models.Model], tag: type) -> bool:
     return owner is not None and issubclass(owner, tag)
 
 
-def is_in_memory(model: type[models.Model]) -> bool:
+def is_in_memory(model: object) -> bool:
     return _tagged(model, InMemoryDB)
 
 
-def is_persistent(model: type[models.Model]) -> bool:
+def is_persistent(model: object) -> bool:
     return _tagged(model, PeristentInMemoryDB)
 
 
