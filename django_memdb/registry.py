@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from django.apps import apps
 from django.db import models
+from django.db.models.base import ModelBase
 
 from .mixins import InMemoryDB, PeristentInMemoryDB
 
@@ -31,9 +32,10 @@ def _tagged(model: object, tag: type) -> bool:
 
     Routers are asked about whatever callers pass as a model (Django's own
     tests pass mocks, and ``model=None`` hints): anything but a model class is
-    not tagged.
+    not tagged. ModelBase, bound at import, still holds while a test patches
+    ``django.db.models.Model``.
     """
-    if not (isinstance(model, type) and issubclass(model, models.Model)):
+    if not isinstance(model, ModelBase):
         return False
     model = _current(model)
     if issubclass(model, tag):

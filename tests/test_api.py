@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.conf import settings as django_settings
@@ -84,6 +85,13 @@ def test_router_and_registry_accept_models_that_are_not_classes(model: Any) -> N
     assert memdb.db_for_read(model) is None and memdb.db_for_write(model) is None
     assert memdb.allow_migrate("default", "tests", model=model) is None
     assert memdb.allow_migrate("django_memdb", "tests", model=model) is False
+
+
+def test_router_while_django_model_class_is_patched() -> None:
+    """Django's serializer tests save with ``django.db.models.Model`` patched."""
+    with mock.patch("django.db.models.Model"):
+        assert router.db_for_write(Plain) == "default"
+        assert not registry.is_in_memory(Plain)
 
 
 def test_dotted_processor_names() -> None:
