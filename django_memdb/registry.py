@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from django.apps import apps
 from django.db import models
+from django.db.models.base import ModelBase
 
 from .mixins import InMemoryDB, PeristentInMemoryDB
 
@@ -26,8 +27,16 @@ def _current(model: type[models.Model]) -> type[models.Model]:
     return model
 
 
-def _tagged(model: type[models.Model], tag: type) -> bool:
-    """True for models with the tag and the auto-created M2M tables they own."""
+def _tagged(model: object, tag: type) -> bool:
+    """True for models with the tag and the auto-created M2M tables they own.
+
+    Routers are asked about whatever callers pass as a model (Django's own
+    tests pass mocks, and ``model=None`` hints): anything but a model class is
+    not tagged. ModelBase, bound at import, still holds while a test patches
+    ``django.db.models.Model``.
+    """
+    if not isinstance(model, ModelBase):
+        return False
     model = _current(model)
     if issubclass(model, tag):
         return True
@@ -35,11 +44,11 @@ def _tagged(model: type[models.Model], tag: type) -> bool:
     return owner is not None and issubclass(owner, tag)
 
 
-def is_in_memory(model: type[models.Model]) -> bool:
+def is_in_memory(model: object) -> bool:
     return _tagged(model, InMemoryDB)
 
 
-def is_persistent(model: type[models.Model]) -> bool:
+def is_persistent(model: object) -> bool:
     return _tagged(model, PeristentInMemoryDB)
 
 

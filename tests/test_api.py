@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.conf import settings as django_settings
@@ -14,7 +15,7 @@ from django.contrib import admin
 from django.db import connections, router
 
 import django_memdb
-from django_memdb import dbrouter, mixins, models, signals
+from django_memdb import dbrouter, mixins, models, registry, signals
 from django_memdb import settings as memdb_settings
 from django_memdb.processors import codec_of, dotted_name
 from django_memdb.tools import restore
@@ -74,6 +75,23 @@ def test_router() -> None:
     assert not router.allow_migrate("django_memdb", "tests", model_name="plain", model=Plain)
     assert router.allow_migrate("default", "tests", model_name="plain", model=Plain)
     assert not router.allow_migrate("django_memdb", "tests")  # RunPython / RunSQL without hints
+
+
+@pytest.mark.parametrize("model", [None, "tests.Persistent", object(), Persistent(), Plain()])
+def test_router_and_registry_accept_models_that_are_not_classes(model: Any) -> None:
+    """Django asks routers about whatever it is given (its own tests pass mocks): not a model class, not ours."""
+    assert not registry.is_in_memory(model) and not registry.is_persistent(model)
+    memdb = dbrouter.MemDB()
+    assert memdb.db_for_read(model) is None and memdb.db_for_write(model) is None
+    assert memdb.allow_migrate("default", "tests", model=model) is None
+    assert memdb.allow_migrate("django_memdb", "tests", model=model) is False
+
+
+def test_router_while_django_model_class_is_patched() -> None:
+    """Django's serializer tests save with ``django.db.models.Model`` patched."""
+    with mock.patch("django.db.models.Model"):
+        assert router.db_for_write(Plain) == "default"
+        assert not registry.is_in_memory(Plain)
 
 
 def test_dotted_processor_names() -> None:

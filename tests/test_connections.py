@@ -29,6 +29,16 @@ def test_survives_connection_close() -> None:
     assert list(Ephemeral.objects.values_list("text", flat=True)) == ["kept"]
 
 
+def test_closing_a_wrapper_that_never_connected() -> None:
+    """Django's own suite closes copies of a wrapper (``_close()``) that never opened a connection."""
+    Ephemeral.objects.create(text="kept")
+    copy = connections["django_memdb"].copy()
+    copy._close()
+    copy.close()
+    assert copy.connection is None
+    assert Ephemeral.objects.count() == 1
+
+
 def test_survives_close_all_and_close_old_connections() -> None:
     Ephemeral.objects.create(text="kept")
     connections.close_all()

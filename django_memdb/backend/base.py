@@ -239,6 +239,8 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
 
     def _close(self) -> None:
         # Leave the shared connection open; end this thread's transaction.
+        if self.connection is None:
+            return  # as Django's: a wrapper that never connected has nothing to close
         database = self.memdb_database
         with database.lock:
             if database.owns_transaction():
