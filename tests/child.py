@@ -228,6 +228,21 @@ def action_fk_app(options: argparse.Namespace) -> None:
     expected()
 
 
+def action_seeded(options: argparse.Namespace) -> None:
+    """What the data migrations seeded, as this process first sees it; ``--tag 1`` then edits the seeded rows."""
+    from tests.fk_app.models import Genre
+    from tests.mixed_app.models import Colour, Palette
+
+    emit("genres", list(Genre.objects.order_by("pk").values_list("pk", "name")))
+    emit("colours", list(Colour.objects.order_by("pk").values_list("name", flat=True)))
+    emit("palettes", list(Palette.objects.order_by("pk").values_list("name", flat=True)))
+    if options.tag == "1":
+        Genre.objects.filter(name="poetry").update(name="verse")
+        Genre.objects.create(name="drama")
+        Colour.objects.create(name="not persisted")
+    expected()
+
+
 def action_rollback(options: argparse.Namespace) -> None:
     """Rolled-back writes next to committed ones: whole transactions, savepoints, manual."""
     from django.db import IntegrityError, transaction
