@@ -30,7 +30,7 @@ class Shelf(models.Model, InMemoryDB):
     book = models.ForeignKey(Book, null=True, on_delete=models.SET_NULL, related_name="shelves")
 
 
-class Genre(models.Model, PersistentInMemoryDB):
+class Genre(models.Model, InMemoryDB):
     """A lookup table that migration 0004 seeds, at every first use of a fresh in-memory database."""
 
     name = models.CharField(max_length=40)

@@ -1,8 +1,8 @@
-"""A persistent lookup table seeded by a data migration without hints.
+"""An in-memory lookup table seeded by a data migration without hints.
 
 Every model of fk_app is in memory, so the router runs this migration's
 operations on the in-memory alias only: the seed runs at the first use of
-each fresh in-memory database, before the stored rows are restored on top.
+each fresh in-memory database, before the persistent tables are restored.
 """
 
 import django_memdb.mixins
@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
                 ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=40)),
             ],
-            bases=(models.Model, django_memdb.mixins.PeristentInMemoryDB),
+            bases=(models.Model, django_memdb.mixins.InMemoryDB),
         ),
         migrations.RunPython(seed_genres, migrations.RunPython.noop),
     ]
