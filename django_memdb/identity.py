@@ -45,7 +45,7 @@ _pending = threading.local()
 class ThreadMaps(dict):  # type: ignore[type-arg]
     """The maps of one thread: a dict that can be weakly referenced, equal only to itself."""
 
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # type: ignore[assignment]
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -79,7 +79,7 @@ def _new_map(model: type[models.Model]) -> MutableMapping[Any, Any]:
 
 def _own_thread_maps() -> ThreadMaps:
     try:
-        return _local.maps  # type: ignore[no-any-return]
+        return _local.maps
     except AttributeError:
         maps = _local.maps = ThreadMaps()
         with _registry_lock:
@@ -271,3 +271,7 @@ def set_validator(alias: str, validator: Any) -> None:
         _validators.pop(alias, None)
     else:
         _validators[alias] = validator
+
+
+def validator(alias: str) -> Any:
+    return _validators.get(alias)

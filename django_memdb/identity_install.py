@@ -96,12 +96,12 @@ def install(model: type[models.Model]) -> None:
     """Give a mapped model its hooks and fast paths (idempotent)."""
     if model._meta.abstract or model.__dict__.get("_memdb_identity_installed"):
         return
-    model._memdb_identity_installed = True  # type: ignore[attr-defined]
+    model._memdb_identity_installed = True
     if not getattr(model.from_db, "memdb_identity", False):
-        model.from_db = _mapping_from_db(model.from_db)  # type: ignore[method-assign]
-        model.from_db.__func__.memdb_identity = True  # type: ignore[attr-defined]
+        model.from_db = _mapping_from_db(model.from_db)
+        model.from_db.__func__.memdb_identity = True
     if not getattr(model.refresh_from_db, "memdb_identity", False):
-        model.refresh_from_db = _refreshing(model.refresh_from_db)  # type: ignore[method-assign]
+        model.refresh_from_db = _refreshing(model.refresh_from_db)
     managers = list(model._meta.local_managers)
     for manager in managers:
         if type(manager).get_queryset is BaseManager.get_queryset:

@@ -22,7 +22,7 @@ from django.db.models.query import ModelIterable
 
 from . import identity
 
-_NOTHING_DEFERRED = (frozenset(), True)
+_NOTHING_DEFERRED: tuple[frozenset[str], bool] = (frozenset(), True)
 
 
 class ModelInfo:
@@ -136,7 +136,7 @@ def _pk_filter(queryset: Any) -> Any:
     if where.negated or where.connector != "AND" or len(where.children) != 1:
         return None
     condition = where.children[0]
-    if type(condition) is not Exact or not condition.rhs_is_direct_value():
+    if not isinstance(condition, Exact) or not condition.rhs_is_direct_value():
         return None
     column = condition.lhs
     info = info_for(queryset.model)
@@ -174,7 +174,7 @@ class IdentityQuerySetMixin:
     def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> dict[Any, Any]:
         info = info_for(self.model)
         if id_list is None or field_name not in info.names or self.query.where.children or not _plain(self):
-            return super().in_bulk(id_list, field_name=field_name)  # type: ignore[misc,no-any-return]
+            return super().in_bulk(id_list, field_name=field_name)  # type: ignore[misc]
         alias = self._memdb_alias()
         found: dict[Any, Any] = {}
         missing = []

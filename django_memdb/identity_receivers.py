@@ -29,7 +29,8 @@ def connected(sender: Any, connection: Any, **kwargs: Any) -> None:
         return
     with database.lock:
         identity_sqlite.register(database.connection, connection.alias)
-    if conf.MEMDB_MODE == MODE_HOST and database.host is not None:
+    known = getattr(identity.validator(connection.alias), "database", None)
+    if conf.MEMDB_MODE == MODE_HOST and database.host is not None and known is not database:
         identity.set_validator(connection.alias, identity_sqlite.host_validator(database, connection.alias))
 
 

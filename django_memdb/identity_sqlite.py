@@ -122,6 +122,17 @@ def register(connection: sqlite3.Connection, alias: str) -> None:
     connection.create_function(FUNCTION, 2, row_changed)
 
 
+class _Validator:
+    """Callable kept once per database: a new one would forget what it saw."""
+
+    def __init__(self, database: Any, check: Callable[[], None]) -> None:
+        self.database = database
+        self.check = check
+
+    def __call__(self) -> None:
+        self.check()
+
+
 def host_validator(database: Any, alias: str) -> Callable[[], None]:
     """Host mode: forget the alias's rows when another process committed to the shared file.
 
@@ -137,4 +148,4 @@ def host_validator(database: Any, alias: str) -> Callable[[], None]:
             seen[0] = version
             identity.clear(alias)
 
-    return validate
+    return _Validator(database, validate)

@@ -1,7 +1,10 @@
 """A long-lived process of the test project that obeys commands on stdin.
 
 ``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``count`` counts them, ``texts``
-lists them; each answers one ``@ok <json>`` or ``@error <message>`` line.
+lists them; each answers one ``@ok <json>`` or ``@error <message>`` line. ``name-new <name>``,
+``name-get <pk>`` and ``name-set <pk> <name>`` act on a model with the identity map
+($MEMDB_TEST_IDENTITY_MODEL), each as one request: ``name-get`` answers the name and
+the id() of the instance, so that a test sees whether the map served it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ def main() -> None:
 
     # The cluster tests use a model that fits MEMORY tables.
     Persistent = apps.get_model(os.environ.get("MEMDB_TEST_WORKER_MODEL", "tests.Persistent"))
+    Mapped = apps.get_model(os.environ.get("MEMDB_TEST_IDENTITY_MODEL", "tests.Country"))
 
     _die_at(os.environ.get("MEMDB_TEST_WORKER_DIE_AT"))
     print(f"@ready {json.dumps(os.getpid())}", flush=True)
@@ -29,6 +33,8 @@ def main() -> None:
         try:
             if command == "write":
                 value: object = Persistent.objects.create(text=argument).pk
+            elif command.startswith("name-"):
+                value = _as_request(Mapped, command, argument)
             elif command == "count":
                 value = Persistent.objects.count()
             else:
@@ -37,6 +43,27 @@ def main() -> None:
             print(f"@error {json.dumps(f'{type(exc).__name__}: {exc}')}", flush=True)
         else:
             print(f"@ok {json.dumps(value)}", flush=True)
+
+
+_held: list[Any] = []
+
+
+def _as_request(model: Any, command: str, argument: str) -> Any:
+    """One command as one request: Django's handler sends these signals around a view."""
+    from django.core.signals import request_finished, request_started
+
+    request_started.send(sender=None)
+    try:
+        if command == "name-new":
+            return model.objects.create(name=argument).pk
+        pk, _, name = argument.partition(" ")
+        if command == "name-set":
+            return model.objects.filter(pk=int(pk)).update(name=name)
+        instance = model.objects.get(pk=int(pk))
+        _held.append(instance)  # as a long-lived reference of the project would
+        return [instance.name, id(instance)]
+    finally:
+        request_finished.send(sender=None)
 
 
 def _die_at(point: str | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from django_memdb.mixins import InMemoryDB, PeristentInMemoryDB
+from django_memdb.mixins import IdentityMapped, InMemoryDB, PeristentInMemoryDB
 
 
 class Entry(models.Model, PeristentInMemoryDB):
@@ -23,3 +23,9 @@ class Scratchpad(models.Model, InMemoryDB):
     """Shared by every process, never stored."""
 
     text = models.CharField(max_length=200)
+
+
+class Label(models.Model, InMemoryDB, IdentityMapped):
+    """Read through the identity map; shared by every process, never stored."""
+
+    name = models.CharField(max_length=50)

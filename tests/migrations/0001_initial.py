@@ -176,7 +176,7 @@ class Migration(migrations.Migration):
             name='Country',
             fields=[
                 ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=2, unique=True)),
+                ('code', models.CharField(blank=True, max_length=2)),
                 ('name', models.CharField(max_length=50)),
                 ('population', models.IntegerField(default=0)),
             ],
