@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import models
@@ -32,34 +32,54 @@ _counter = itertools.count(1)
 _epoch = 0
 _statement = threading.local()
 
-# Per-thread maps: {(alias, model): {pk: instance}}; every thread's, to evict them.
+Key = tuple[str, type[models.Model]]
+
+# This thread's maps in ``_local.maps``: {(alias, model): map}. Every map of a key,
+# whatever its thread, in ``_holders`` (weakly: a thread's maps go with it).
 _local = threading.local()
-_every_thread: weakref.WeakSet[ThreadMaps] = weakref.WeakSet()
-_shared_maps: dict[tuple[str, type[models.Model]], MutableMapping[Any, Any]] = {}
+_holders: dict[Key, list[weakref.ref[Any]]] = {}
+_shared_maps: dict[Key, Any] = {}
+_shared_models: set[type[models.Model]] = set()
 _registry_lock = threading.Lock()
 
 # {alias: {(model, pk), ...}}: what this thread changed in its open transaction.
 _pending = threading.local()
 
 
-class ThreadMaps(dict):  # type: ignore[type-arg]
-    """The maps of one thread: a dict that can be weakly referenced, equal only to itself."""
+class WeakMap(dict):  # type: ignore[type-arg]
+    """pk -> instance, holding weak references: an entry goes when nothing else holds its instance."""
 
-    __hash__ = object.__hash__  # type: ignore[assignment]
+    def __init__(self) -> None:
+        super().__init__()
+        this = weakref.ref(self)
 
-    def __eq__(self, other: object) -> bool:
-        return self is other
+        def remove(ref: Any, this: Any = this) -> None:
+            found = this()
+            if found is not None and dict.get(found, ref.key) is ref:
+                dict.pop(found, ref.key, None)
+
+        self._remove = remove
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        dict.__setitem__(self, key, weakref.KeyedRef(value, self._remove, key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        ref = dict.get(self, key)
+        if ref is None:
+            return default
+        instance = ref()
+        return default if instance is None else instance
 
 
 class BoundedMap(dict):  # type: ignore[type-arg]
-    """A strong map that forgets its oldest entries beyond ``limit``."""
+    """pk -> instance, holding strong references, forgetting the oldest entries beyond ``limit``."""
 
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
+        dict.__setitem__(self, key, value)
         if len(self) > self.limit:
             try:
                 del self[next(iter(self))]
@@ -71,43 +91,43 @@ def is_mapped(model: type[models.Model]) -> bool:
     return bool(getattr(model, "memdb_identity_map", False))
 
 
-def _new_map(model: type[models.Model]) -> MutableMapping[Any, Any]:
+def _new_map(key: Key) -> Any:
+    model = key[1]
     if getattr(model, "memdb_identity_strong", False):
-        return BoundedMap(int(getattr(model, "memdb_identity_limit", 100_000)))
-    return weakref.WeakValueDictionary()
+        found: Any = BoundedMap(int(getattr(model, "memdb_identity_limit", 100_000)))
+    else:
+        found = WeakMap()
+    with _registry_lock:
+        refs = [ref for ref in _holders.get(key, ()) if ref() is not None]
+        refs.append(weakref.ref(found))
+        _holders[key] = refs
+    return found
 
 
-def _own_thread_maps() -> ThreadMaps:
-    try:
-        return _local.maps
-    except AttributeError:
-        maps = _local.maps = ThreadMaps()
-        with _registry_lock:
-            _every_thread.add(maps)
-        return maps
-
-
-def map_for(alias: str, model: type[models.Model]) -> MutableMapping[Any, Any]:
+def map_for(alias: str, model: type[models.Model]) -> Any:
     """The map that holds ``model``'s rows of ``alias`` for the calling thread."""
     key = (alias, model)
     if getattr(model, "memdb_identity_shared", False):
         found = _shared_maps.get(key)
         if found is None:
-            with _registry_lock:
-                found = _shared_maps.setdefault(key, _new_map(model))
+            _shared_models.add(model)
+            found = _shared_maps.setdefault(key, _new_map(key))
         return found
-    maps = _own_thread_maps()
+    try:
+        maps = _local.maps
+    except AttributeError:
+        maps = _local.maps = {}
     found = maps.get(key)
     if found is None:
-        found = maps[key] = _new_map(model)
+        found = maps[key] = _new_map(key)
     return found
 
 
 def lookup(alias: str, model: type[models.Model], pk: Any, validate: bool = True) -> Any:
     """The mapped instance of ``pk``, or None; first, host mode checks other processes' commits."""
-    if validate and alias in _validators:
+    if validate and _validators and alias in _validators:
         _validators[alias]()
-    if getattr(model, "memdb_identity_shared", False):
+    if model in _shared_models:
         found = _shared_maps.get((alias, model))
     else:
         try:
@@ -140,17 +160,11 @@ def may_map(blocked: bool = False) -> bool:
 # Eviction
 
 
-def _all_maps(alias: str, model: type[models.Model]) -> list[MutableMapping[Any, Any]]:
-    key = (alias, model)
-    with _registry_lock:
-        found = [maps[key] for maps in _every_thread if key in maps]
-    shared = _shared_maps.get(key)
-    if shared is not None:
-        found.append(shared)
-    return found
+def _all_maps(alias: str, model: type[models.Model]) -> list[Any]:
+    return [found for ref in _holders.get((alias, model), ()) if (found := ref()) is not None]
 
 
-def _own_maps(alias: str, model: type[models.Model]) -> list[MutableMapping[Any, Any]]:
+def _own_maps(alias: str, model: type[models.Model]) -> list[Any]:
     key = (alias, model)
     found = []
     maps = getattr(_local, "maps", None)
@@ -162,7 +176,7 @@ def _own_maps(alias: str, model: type[models.Model]) -> list[MutableMapping[Any,
     return found
 
 
-def _evict(maps: Iterable[MutableMapping[Any, Any]], pk: Any) -> None:
+def _evict(maps: Iterable[Any], pk: Any) -> None:
     for found in maps:
         found.pop(pk, None)
 
@@ -171,12 +185,16 @@ def changed(alias: str, model: type[models.Model], pk: Any, in_transaction: bool
     """A write of the calling thread changed row ``pk`` (before its statement returns)."""
     global _epoch
     if in_transaction:
-        _evict(_own_maps(alias, model), pk)
-        pending = _pending.__dict__.setdefault(alias, set())
+        pending = _pending.__dict__.get(alias)
+        if pending is None:
+            pending = _pending.__dict__[alias] = set()
         pending.add((model, pk))
+        if (alias, model) in _holders:
+            _evict(_own_maps(alias, model), pk)
     else:
         _epoch = next(_counter)
-        _evict(_all_maps(alias, model), pk)
+        if (alias, model) in _holders:
+            _evict(_all_maps(alias, model), pk)
 
 
 def forget(alias: str, model: type[models.Model], pk: Any) -> None:
@@ -208,10 +226,9 @@ def rolled_back(alias: str, savepoint: bool = False) -> None:
 # Flushing
 
 
-def _keys(using: str | None, model: type[models.Model] | None) -> set[tuple[str, type[models.Model]]]:
+def _keys(using: str | None, model: type[models.Model] | None) -> set[Key]:
     with _registry_lock:
-        keys = {key for maps in _every_thread for key in list(maps)}
-    keys.update(_shared_maps)
+        keys = set(_holders)
     return {
         key for key in keys
         if (using is None or key[0] == using) and (model is None or key[1] is model)

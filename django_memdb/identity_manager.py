@@ -44,13 +44,13 @@ class ModelInfo:
             "PositiveBigIntegerField": int, "PositiveSmallIntegerField": int,
             "CharField": str, "TextField": str, "SlugField": str, "UUIDField": uuid.UUID,
         }.get(internal)
-        self._alias: str | None = None
+        self.cached_alias: str | None = None
 
     def alias(self) -> str:
         """The alias the routers read this model from (cached; see clear_aliases)."""
-        alias = self._alias
+        alias = self.cached_alias
         if alias is None:
-            alias = self._alias = router.db_for_read(self.model)
+            alias = self.cached_alias = router.db_for_read(self.model)
         return alias
 
     def clean(self, value: Any) -> Any:
@@ -78,7 +78,7 @@ def info_for(model: type[models.Model]) -> ModelInfo:
 def clear_aliases(**kwargs: Any) -> None:
     """Routers or the alias changed (``setting_changed``)."""
     for info in _infos.values():
-        info._alias = None
+        info.cached_alias = None
 
 
 def _lookup_kwargs(model: type[models.Model], using: str | None, kwargs: dict[str, Any]) -> Any:
@@ -104,10 +104,17 @@ class IdentityManagerMixin:
     _db: str | None
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
+        # Inlined: this path is the one the map exists for.
         if not args and len(kwargs) == 1 and type(self) in FAST_MANAGERS:
-            found = _lookup_kwargs(self.model, self._db, kwargs)
-            if found is not None:
-                return found
+            model = self.model
+            info = _infos.get(model) or info_for(model)
+            ((name, value),) = kwargs.items()
+            if name in info.names:
+                pk = value if type(value) is info.native else info.clean(value)
+                if pk is not None:
+                    found = identity.lookup(self._db or info.cached_alias or info.alias(), model, pk)
+                    if found is not None:
+                        return found
         return self.get_queryset().get(*args, **kwargs)  # type: ignore[attr-defined]
 
 
@@ -194,17 +201,35 @@ class IdentityQuerySetMixin:
 
 
 class _FastForward:
-    field: Any
+    """``__get__`` that answers from the instance's cache, then from the map, then as Django does."""
 
-    def get_object(self, instance: models.Model) -> Any:
-        related = self.field.remote_field.model
-        if self.field.target_field.primary_key:
-            pk = getattr(instance, self.field.attname)
+    field: Any
+    memdb_cache_name: str | None = None
+
+    def __get__(self, instance: models.Model | None, cls: Any = None) -> Any:
+        if instance is None:
+            return self
+        field = self.field
+        name = self.memdb_cache_name
+        if name is None:
+            name = self.memdb_cache_name = field.cache_name if hasattr(field, "cache_name") else field.get_cache_name()
+        cache = instance._state.fields_cache
+        try:
+            return cache[name]
+        except KeyError:
+            pass
+        if field.target_field.primary_key:
+            pk = instance.__dict__.get(field.attname)
             if pk is not None:
-                found = identity.lookup(info_for(related).alias(), related, pk)
+                related = field.remote_field.model
+                info = _infos.get(related) or info_for(related)
+                found = identity.lookup(info.cached_alias or info.alias(), related, pk)
                 if found is not None:
+                    if not field.remote_field.multiple:
+                        field.remote_field.set_cached_value(found, instance)
+                    cache[name] = found
                     return found
-        return super().get_object(instance)  # type: ignore[misc]
+        return super().__get__(instance, cls)  # type: ignore[misc]
 
 
 class IdentityForwardManyToOneDescriptor(_FastForward, ForwardManyToOneDescriptor):

@@ -20,6 +20,7 @@ from django.apps import apps
 from django.db import models
 
 from . import identity
+from .identity_manager import info_for
 
 FUNCTION = "django_memdb_identity"
 
@@ -110,14 +111,13 @@ def register(connection: sqlite3.Connection, alias: str) -> None:
         try:
             in_transaction = connection.in_transaction
             for model in _index().get(table, ()):
-                try:
-                    pk = model._meta.pk.to_python(raw_pk)
-                except Exception:  # a key the field cannot read: forget the whole model
-                    identity.flush(model, using=alias)
+                pk = info_for(model).clean(raw_pk)
+                if pk is None:  # a key the field cannot read: forget the whole model
+                    identity.clear(alias, model)
                     continue
                 identity.changed(alias, model, pk, in_transaction)
         except Exception:
-            identity.flush(using=alias)
+            identity.clear(alias)
 
     connection.create_function(FUNCTION, 2, row_changed)
 

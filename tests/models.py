@@ -110,6 +110,14 @@ class CounterMemory(models.Model, InMemoryDB):
     group = models.IntegerField(default=0)
 
 
+class CounterMapped(models.Model, InMemoryDB, IdentityMapped):
+    """CounterMemory with the identity map, for the benchmark of it."""
+
+    name = models.CharField(max_length=50)
+    value = models.IntegerField(default=0)
+    group = models.IntegerField(default=0)
+
+
 class CounterPlain(models.Model):
     name = models.CharField(max_length=50)
     value = models.IntegerField(default=0)

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connections, models, transaction
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, isolate_apps
 
 from django_memdb import identity
+from django_memdb.checks import identity_map_errors
+from django_memdb.mixins import IdentityMapped
 from django_memdb.signals import post_flush, pre_flush
 from django_memdb.tools import restore
 from tests.models import City, Country, Currency
@@ -370,6 +372,16 @@ def test_request_end_flushes_only_when_asked(settings: Any) -> None:
     settings.MEMDB_IDENTITY_FLUSH_AT_REQUEST_END = True
     request_finished.send(sender=None)
     assert Country.objects.get(pk=pk) is not mapped
+
+
+@isolate_apps("tests")
+def test_a_model_outside_memory_cannot_ask_for_the_map() -> None:
+    class Misplaced(models.Model, IdentityMapped):
+        name = models.CharField(max_length=10)
+
+    [error] = identity_map_errors([Misplaced, Country, City, Currency])
+    assert error.id == "django_memdb.E020"
+    assert "tests.Misplaced" in error.msg and "InMemoryDB" in error.hint
 
 
 # Other processes

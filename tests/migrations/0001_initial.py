@@ -199,4 +199,14 @@ class Migration(migrations.Migration):
             ],
             bases=(models.Model, django_memdb.mixins.PeristentInMemoryDB),
         ),
+        migrations.CreateModel(
+            name='CounterMapped',
+            fields=[
+                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=50)),
+                ('value', models.IntegerField(default=0)),
+                ('group', models.IntegerField(default=0)),
+            ],
+            bases=(models.Model, django_memdb.mixins.InMemoryDB, django_memdb.mixins.IdentityMapped),
+        ),
     ]
