@@ -63,7 +63,7 @@ def child_reads(params: dict[str, Any]) -> dict[str, float]:
     from django.core.signals import request_finished, request_started
 
     from django_memdb import identity
-    from tests.models import City, Country, CounterMapped, CounterMemory, CounterPlain
+    from tests.models import City, CounterMapped, CounterMemory, CounterPlain, Country
 
     rows, ops = params["rows"], params["ops"]
     random.seed(1)

@@ -54,9 +54,10 @@ class WeakMap(dict):  # type: ignore[type-arg]
         this = weakref.ref(self)
 
         def remove(ref: Any, this: Any = this) -> None:
-            found = this()
-            if found is not None and dict.get(found, ref.key) is ref:
-                dict.pop(found, ref.key, None)
+            found: Any = this()
+            key: Any = ref.key
+            if found is not None and dict.get(found, key) is ref:
+                dict.pop(found, key, None)
 
         self._remove = remove
 
