@@ -12,6 +12,7 @@ from django.db.models.signals import post_migrate
 from django.dispatch import receiver
 
 from . import identity, identity_sqlite
+from .backend import shared
 from .conf import MODE_CLUSTER, MODE_HOST, conf
 from .identity_manager import clear_aliases
 
@@ -19,7 +20,7 @@ from .identity_manager import clear_aliases
 def _sqlite_database(connection: Any) -> Any:
     """The shared SQLite database behind a wrapper of the alias (None in cluster mode)."""
     database = getattr(connection, "memdb_database", None)
-    return database if getattr(database, "connection", None) is not None else None
+    return database if isinstance(database, shared.SharedDatabase) else None
 
 
 @receiver(connection_created, dispatch_uid="django_memdb.identity_connected")

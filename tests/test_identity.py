@@ -392,9 +392,26 @@ def test_host_mode_another_process_commit_is_seen_by_the_next_read(scratch: Scra
     first = Worker(scratch, "first", **host)
     second = Worker(scratch, "second", **host)
     pk = first.ask("name-new France")
-    name, instance = first.ask(f"name-get {pk}")
-    assert first.ask(f"name-get {pk}") == [name, instance]  # served by the map
+    name, instance, _ = first.ask(f"name-get {pk}")
+    assert first.ask(f"name-get {pk}") == [name, instance, True]  # served by the map, also in the next request
     assert second.ask(f"name-set {pk} Frankreich") == 1
     assert first.ask(f"name-get {pk}")[0] == "Frankreich"
+    first.child.finish().check()
+    second.child.finish().check()
+
+
+@pytest.mark.processes
+@pytest.mark.cluster
+def test_cluster_mode_another_process_commit_is_seen_from_the_next_request(scratch: Scratch) -> None:
+    label = {"MEMDB_TEST_IDENTITY_MODEL": "cluster_app.Label", "MEMDB_TEST_WORKER_MODEL": "cluster_app.Entry"}
+    first = Worker(scratch, "first", "tests.settings_cluster", **label)
+    second = Worker(scratch, "second", "tests.settings_cluster", **label)
+    pk = first.ask("name-new before")
+    assert first.ask(f"name-get {pk}")[::2] == ["before", True]  # mapped within the request
+    assert second.ask(f"name-get {pk}")[0] == "before"
+    assert second.ask(f"name-set {pk} after") == 1
+    assert first.ask(f"name-get {pk}")[::2] == ["after", True]
+    assert first.ask(f"name-set {pk} again") == 1  # its own write: seen at once
+    assert first.ask(f"name-get {pk}")[0] == "again"
     first.child.finish().check()
     second.child.finish().check()

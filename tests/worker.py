@@ -3,8 +3,8 @@
 ``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``count`` counts them, ``texts``
 lists them; each answers one ``@ok <json>`` or ``@error <message>`` line. ``name-new <name>``,
 ``name-get <pk>`` and ``name-set <pk> <name>`` act on a model with the identity map
-($MEMDB_TEST_IDENTITY_MODEL), each as one request: ``name-get`` answers the name and
-the id() of the instance, so that a test sees whether the map served it.
+($MEMDB_TEST_IDENTITY_MODEL), each as one request: ``name-get`` answers the name,
+the id() of the instance and whether a second read in the request gave the same one.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _as_request(model: Any, command: str, argument: str) -> Any:
             return model.objects.filter(pk=int(pk)).update(name=name)
         instance = model.objects.get(pk=int(pk))
         _held.append(instance)  # as a long-lived reference of the project would
-        return [instance.name, id(instance)]
+        return [instance.name, id(instance), model.objects.get(pk=int(pk)) is instance]
     finally:
         request_finished.send(sender=None)
 
