@@ -179,12 +179,33 @@ def test_cascades_are_seen() -> None:
     assert mapped_read(City, paris.pk) is None
 
 
-def test_restore_is_seen() -> None:
+def test_restore_is_seen_by_every_thread() -> None:
     pk = Country.objects.create(code="FR", name="France").pk
-    mapped = Country.objects.get(pk=pk)
-    mapped.name = "changed, never saved"
+    mine = Country.objects.get(pk=pk)
+    mine.name = "changed, never saved"
+    loaded, restored, done = threading.Event(), threading.Event(), threading.Event()
+    seen_by_other: list[Any] = []
+
+    def other() -> None:
+        try:
+            theirs = Country.objects.get(pk=pk)
+            theirs.name = "changed, never saved"
+            loaded.set()
+            assert restored.wait(60)
+            seen_by_other.append(Country.objects.get(pk=pk) is theirs)
+        finally:
+            done.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert loaded.wait(60)
     restore.restore()
-    assert mapped_read(Country, pk) is not mapped
+    restored.set()
+    assert done.wait(60)
+    thread.join(60)
+    assert seen_by_other == [False]
+    assert mapped_read(Country, pk) is not mine
     assert seen(mapped_read(Country, pk)) == stored(Country, pk)
 
 
@@ -202,12 +223,13 @@ def test_refresh_from_db_reads_the_database() -> None:
 
 def test_a_rollback_takes_its_changes_out_of_the_map() -> None:
     pk = Country.objects.create(code="FR", name="France").pk
-    Country.objects.get(pk=pk)
+    held = [Country.objects.get(pk=pk)]  # weak references: what nobody holds leaves the map anyway
     with pytest.raises(RuntimeError), transaction.atomic(using=MEMORY):
         Country.objects.filter(pk=pk).update(name="inside")
-        assert Country.objects.get(pk=pk).name == "inside"  # read, and mapped, inside it
+        held.append(Country.objects.get(pk=pk))  # read, and mapped, inside it
+        assert held[-1].name == "inside"
         new = Country.objects.create(code="DE", name="Germany")
-        assert Country.objects.get(pk=new.pk).name == "Germany"
+        held.append(Country.objects.get(pk=new.pk))
         raise RuntimeError
     assert Country.objects.get(pk=pk).name == "France"
     assert mapped_read(Country, new.pk) is None
@@ -215,11 +237,13 @@ def test_a_rollback_takes_its_changes_out_of_the_map() -> None:
 
 def test_a_savepoint_rollback_takes_its_changes_out_of_the_map() -> None:
     pk = Country.objects.create(code="FR", name="France").pk
+    held = []
     with transaction.atomic(using=MEMORY):
         Country.objects.filter(pk=pk).update(name="outer")
         with pytest.raises(RuntimeError), transaction.atomic(using=MEMORY):
             Country.objects.filter(pk=pk).update(name="savepoint")
-            assert Country.objects.get(pk=pk).name == "savepoint"
+            held.append(Country.objects.get(pk=pk))
+            assert held[-1].name == "savepoint"
             raise RuntimeError
         assert Country.objects.get(pk=pk).name == "outer"
     assert seen(Country.objects.get(pk=pk)) == stored(Country, pk)
