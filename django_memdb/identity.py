@@ -9,7 +9,7 @@ Coherence: every change of a mapped row, whatever wrote it, evicts the row
 (see identity_triggers.py for SQLite, engines of cluster mode for servers).
 The writing thread's map is evicted at once; the maps of other threads when
 the change is committed (they never see an uncommitted change); a rollback
-evicts what the transaction changed from the writer's map. An instance read
+empties the writer's map of that alias. An instance read
 by a statement that started before another thread's eviction is not mapped
 (``epoch``), so a late insertion never brings back a stale row.
 """
@@ -105,10 +105,12 @@ def _new_map(key: Key) -> Any:
     return found
 
 
-def map_for(alias: str, model: type[models.Model]) -> Any:
+def map_for(alias: str, model: type[models.Model], shared: bool | None = None) -> Any:
     """The map that holds ``model``'s rows of ``alias`` for the calling thread."""
     key = (alias, model)
-    if getattr(model, "memdb_identity_shared", False):
+    if shared is None:
+        shared = bool(getattr(model, "memdb_identity_shared", False))
+    if shared:
         found = _shared_maps.get(key)
         if found is None:
             _shared_models.add(model)
@@ -214,14 +216,18 @@ def committed(alias: str) -> None:
 
 
 def rolled_back(alias: str, savepoint: bool = False) -> None:
-    """What the transaction (or savepoint) changed leaves the writer's map.
+    """The calling thread's map of ``alias`` forgets what it read in the transaction.
 
-    After a savepoint rollback the whole transaction's changes are evicted
-    (more than needed, never less) and stay pending until it ends.
+    All of it: rows the transaction inserted fire no trigger (see
+    identity_sqlite.py), and the others are read again. After a savepoint
+    rollback the transaction's changes stay pending until it ends.
     """
-    pending = _pending.__dict__.get(alias) if savepoint else _pending.__dict__.pop(alias, None)
-    for model, pk in pending or ():
-        _evict(_own_maps(alias, model), pk)
+    if not savepoint:
+        _pending.__dict__.pop(alias, None)
+    maps = getattr(_local, "maps", None)
+    for key, found in list((maps or {}).items()):
+        if key[0] == alias:
+            found.clear()
 
 
 # Flushing

@@ -45,6 +45,8 @@ class ModelInfo:
             "CharField": str, "TextField": str, "SlugField": str, "UUIDField": uuid.UUID,
         }.get(internal)
         self.cached_alias: str | None = None
+        self.mapped = identity.is_mapped(model)
+        self.shared = bool(getattr(model, "memdb_identity_shared", False))
 
     def alias(self) -> str:
         """The alias the routers read this model from (cached; see clear_aliases)."""

@@ -134,6 +134,13 @@ def _raw_pk_change(pk: int) -> None:
         cursor.execute("UPDATE tests_country SET id = id + 1000 WHERE id = %s", [pk])
 
 
+def _raw_replace(pk: int) -> None:
+    with connections[MEMORY].cursor() as cursor:
+        cursor.execute(
+            "INSERT OR REPLACE INTO tests_country (id, code, name, population) VALUES (%s, 'XX', 'replaced', 7)", [pk]
+        )
+
+
 def _manual_transaction(pk: int) -> None:
     connection = connections[MEMORY]
     connection.set_autocommit(False)
@@ -155,6 +162,7 @@ WRITES: dict[str, Callable[[int], Any]] = {
     "update-or-create": lambda pk: Country.objects.update_or_create(pk=pk, defaults={"name": "u-or-c"}),
     "raw-sql": _raw,
     "raw-sql-pk-change": _raw_pk_change,
+    "raw-sql-replace": _raw_replace,
     "atomic": lambda pk: transaction.atomic(using=MEMORY)(lambda: _save(pk))(),
     "manual-transaction": _manual_transaction,
 }
