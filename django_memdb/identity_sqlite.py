@@ -79,8 +79,12 @@ def install(connection: sqlite3.Connection, existing: Iterable[str]) -> None:
         call = f"SELECT {FUNCTION}({_literal(table)}, %s); "
         ins, upd, delete = (_quote(name) for name in _trigger_names(table))
         quoted = _quote(table)
+        # A new row cannot be mapped; only one that replaces a row (INSERT OR
+        # REPLACE, whose delete fires no trigger) needs telling, so plain inserts
+        # never call into Python.
         connection.execute(
-            f"CREATE TRIGGER IF NOT EXISTS {ins} AFTER INSERT ON {quoted} BEGIN {call % ('NEW.' + pk)}END"
+            f"CREATE TRIGGER IF NOT EXISTS {ins} BEFORE INSERT ON {quoted} "
+            f"WHEN EXISTS (SELECT 1 FROM {quoted} WHERE {pk} = NEW.{pk}) BEGIN {call % ('NEW.' + pk)}END"
         )
         connection.execute(
             f"CREATE TRIGGER IF NOT EXISTS {upd} AFTER UPDATE ON {quoted} BEGIN "
