@@ -28,6 +28,7 @@ from .identity_manager import (
     IdentityForwardOneToOneDescriptor,
     IdentityManagerMixin,
     IdentityQuerySetMixin,
+    _infos,
     info_for,
 )
 
@@ -38,20 +39,20 @@ def _in_transaction(alias: str) -> bool:
 
 
 def _mapping_from_db(original: Any) -> Any:
+    load = original.__func__
+
     def from_db(cls: type[models.Model], db: str, field_names: Any, values: Any) -> Any:
-        if cls._meta.abstract or not identity.is_mapped(cls):
-            return original.__func__(cls, db, field_names, values)
-        info = info_for(cls)
-        if len(values) != info.fields:
-            return original.__func__(cls, db, field_names, values)  # only()/defer(): not mapped
+        info = _infos.get(cls) or info_for(cls)
+        if not info.mapped or len(values) != info.fields:
+            return load(cls, db, field_names, values)  # only()/defer(): never mapped
         pk = values[info.pk_index]
-        found = identity.lookup(db, cls, pk, validate=False)
+        found_map = identity.map_for(db, cls, info.shared)
+        found = found_map.get(pk)
         if found is not None:
             return found
-        instance = original.__func__(cls, db, field_names, values)
-        shared = getattr(cls, "memdb_identity_shared", False)
-        if pk is not None and identity.may_map(shared and _in_transaction(db)):
-            identity.map_for(db, cls)[pk] = instance
+        instance = load(cls, db, field_names, values)
+        if pk is not None and identity.may_map(info.shared and _in_transaction(db)):
+            found_map[pk] = instance
         return instance
 
     return classmethod(from_db)

@@ -117,6 +117,11 @@ class IdentityManagerMixin:
                     found = identity.lookup(self._db or info.cached_alias or info.alias(), model, pk)
                     if found is not None:
                         return found
+                    # A miss: the queryset need not look again.
+                    queryset = self.get_queryset()  # type: ignore[attr-defined]
+                    if isinstance(queryset, IdentityQuerySetMixin):
+                        return super(IdentityQuerySetMixin, queryset).get(*args, **kwargs)  # type: ignore[misc]
+                    return queryset.get(*args, **kwargs)
         return self.get_queryset().get(*args, **kwargs)  # type: ignore[attr-defined]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.signals import request_finished, request_started, setting_changed
 from django.db import connections
 from django.db.backends.signals import connection_created
@@ -61,7 +60,7 @@ def request_began(sender: Any, **kwargs: Any) -> None:
 
 @receiver(request_finished, dispatch_uid="django_memdb.identity_request_finished")
 def request_ended(sender: Any, **kwargs: Any) -> None:
-    if getattr(settings, "MEMDB_IDENTITY_FLUSH_AT_REQUEST_END", False):
+    if conf.MEMDB_IDENTITY_FLUSH_AT_REQUEST_END:
         identity.forget_thread()
 
 
