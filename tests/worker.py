@@ -24,7 +24,6 @@ def main() -> None:
 
     # The cluster tests use a model that fits MEMORY tables.
     Persistent = apps.get_model(os.environ.get("MEMDB_TEST_WORKER_MODEL", "tests.Persistent"))
-    Mapped = apps.get_model(os.environ.get("MEMDB_TEST_IDENTITY_MODEL", "tests.Country"))
 
     _die_at(os.environ.get("MEMDB_TEST_WORKER_DIE_AT"))
     print(f"@ready {json.dumps(os.getpid())}", flush=True)
@@ -34,7 +33,8 @@ def main() -> None:
             if command == "write":
                 value: object = Persistent.objects.create(text=argument).pk
             elif command.startswith("name-"):
-                value = _as_request(Mapped, command, argument)
+                mapped = apps.get_model(os.environ.get("MEMDB_TEST_IDENTITY_MODEL", "tests.Country"))
+                value = _as_request(mapped, command, argument)
             elif command == "count":
                 value = Persistent.objects.count()
             else:
