@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.db import models
@@ -158,6 +158,27 @@ def may_map(blocked: bool = False) -> bool:
     back what it read.
     """
     return not blocked and getattr(_statement, "epoch", None) == _epoch
+
+
+def pinned(rows: Iterator[Any]) -> Iterator[Any]:
+    """Rows of a lazy ``QuerySet.iterator()``: each is as new as the statement that read them.
+
+    Statements run between two rows (in the loop's body) must not make a row
+    read before another thread's commit look newer than it.
+    """
+    read: int | None = None
+    while True:
+        saved = getattr(_statement, "epoch", None)
+        _statement.epoch = _epoch if read is None else read
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        finally:
+            if read is None:
+                read = _statement.epoch
+            _statement.epoch = saved
+        yield row
 
 
 # Eviction

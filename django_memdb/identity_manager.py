@@ -185,6 +185,9 @@ class IdentityQuerySetMixin:
                     return found
         return super().first()  # type: ignore[misc]
 
+    def iterator(self, chunk_size: int | None = None) -> Any:
+        return identity.pinned(super().iterator(chunk_size))  # type: ignore[misc]
+
     def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> dict[Any, Any]:
         info = info_for(self.model)
         if id_list is None or field_name not in info.names or self.query.where.children or not _plain(self):

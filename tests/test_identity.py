@@ -311,6 +311,17 @@ def test_threads_have_their_own_instances_and_never_see_uncommitted_changes() ->
     assert seen_by_other == [False, "France", "committed"]
 
 
+def test_a_lazy_iterator_never_maps_a_row_another_thread_changed_meanwhile() -> None:
+    pks = [Country.objects.create(code="C", name=f"c{number}").pk for number in range(3)]
+    rows = Country.objects.order_by("pk").iterator(chunk_size=1)
+    held = [next(rows)]  # the statement ran: every row is read
+    _in_thread(lambda: Country.objects.filter(pk=pks[1]).update(name="changed"))
+    Currency.objects.count()  # a statement of this thread, after the other's commit
+    held.append(next(rows))
+    assert held[-1].name == "c1"  # what the iterator read, as the ORM gives it
+    assert Country.objects.get(pk=pks[1]).name == "changed"
+
+
 def test_a_process_wide_map_is_shared_by_threads_and_fed_only_outside_transactions() -> None:
     Currency.objects.create(code="EUR", rate=1)
     mine = Currency.objects.get(pk="EUR")
