@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models, router
 from django.db.utils import load_backend
 
-from . import registry
+from . import identity, registry
 from .backend import names
 from .backend.names import ENGINE, EXAMPLE_NAME
 from .cluster import dialect
@@ -235,3 +235,39 @@ def check_cluster(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     return errors
+
+
+def identity_map_errors(model_list: Any) -> list[Any]:
+    """Models that ask for the identity map and cannot have it."""
+    errors: list[Any] = []
+    for model in model_list:
+        if not identity.is_mapped(model) or model._meta.abstract:
+            continue
+        label = model._meta.label
+        if not registry.is_in_memory(model):
+            errors.append(
+                Error(
+                    f"{label} asks for the identity map but is not in memory: writes to its table "
+                    "are not all seen, so the map could return rows that changed.",
+                    hint=f"Tag {label} with InMemoryDB (or PersistentInMemoryDB), or remove "
+                    "memdb_identity_map / IdentityMapped from it.",
+                    obj=model,
+                    id="django_memdb.E020",
+                )
+            )
+        pk = model._meta.pk
+        if pk is None or not pk.concrete or len(getattr(pk, "fields", ())) > 1:
+            errors.append(
+                Error(
+                    f"{label} asks for the identity map but has no single-column primary key to map rows by.",
+                    hint=f"Give {label} a single-column primary key, or remove memdb_identity_map from it.",
+                    obj=model,
+                    id="django_memdb.E021",
+                )
+            )
+    return errors
+
+
+@register(Tags.models)
+def check_identity_map(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    return identity_map_errors(_models(app_configs))

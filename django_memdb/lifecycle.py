@@ -20,7 +20,7 @@ from typing import Any
 from django.core.management import call_command
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, models, transaction
 
-from . import capture, lease, registry, restore, spool
+from . import capture, identity, lease, registry, restore, spool
 from .backend import host, shared
 from .conf import DURABILITY_INTERVAL, MODE_CLUSTER, conf
 from .exceptions import PersistenceError
@@ -191,10 +191,13 @@ def reloading(database: Any) -> Iterator[None]:
         wrapper = connections[conf.MEMDB_NAME]
         with server_lock(wrapper), transaction.atomic(using=wrapper.alias):
             yield
+        identity.clear(conf.MEMDB_NAME)
         return
     conn = database.connection
     with restore._constraints_deferred(conn), restore._raw_transaction(conn, "django_memdb_restore"):
         yield
+    # Committed outside Django's transaction hooks: no row read before it survives.
+    identity.clear(conf.MEMDB_NAME)
 
 
 @contextmanager

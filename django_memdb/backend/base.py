@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.sqlite3 import base as sqlite3_base
 
+from .. import identity
 from ..conf import MODE_CLUSTER, MODE_HOST, conf
 from ..transactions import testcase_blocks_only
 from . import host, names, shared
@@ -90,6 +91,7 @@ class CommitHooks:
 
     def _savepoint_rollback(self, sid: str) -> None:
         super()._savepoint_rollback(sid)  # type: ignore[misc]
+        identity.rolled_back(self.alias, savepoint=True)  # type: ignore[attr-defined]
         # Django drops on_commit callbacks registered inside the savepoint;
         # changes made before it may still be pending.
         self.memdb_hooked = False
@@ -112,6 +114,7 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         database = self.memdb_wrapper.memdb_database
         database.lock.acquire()
         try:
+            identity.statement_started(self.memdb_wrapper.alias)
             super().execute(query, params)
             self._rows = deque(super().fetchall()) if self.description is not None else None
             return self
@@ -122,6 +125,7 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         database = self.memdb_wrapper.memdb_database
         database.lock.acquire()
         try:
+            identity.statement_started(self.memdb_wrapper.alias)
             self._rows = None
             return super().executemany(query, param_list)
         finally:
@@ -273,6 +277,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         database.lock.acquire()
         try:
             super()._commit()
+            identity.committed(self.alias)
         finally:
             hooked, self.memdb_hooked = self.memdb_hooked, False
             database.track_transaction()
@@ -289,6 +294,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         database.lock.acquire()
         try:
             super()._rollback()
+            identity.rolled_back(self.alias)
         finally:
             self.memdb_hooked = False
             database.track_transaction()
