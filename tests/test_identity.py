@@ -245,6 +245,21 @@ def test_a_rollback_takes_its_changes_out_of_the_map() -> None:
     assert mapped_read(Country, new.pk) is None
 
 
+def test_closing_a_connection_inside_its_transaction_takes_its_changes_out_of_the_map() -> None:
+    """A thread that ends (e.g. a request) with its transaction open: close() rolls it back."""
+    pk = Country.objects.create(code="FR", name="France").pk
+    connection = connections[MEMORY]
+    connection.set_autocommit(False)
+    try:
+        Country.objects.filter(pk=pk).update(name="inside")
+        held = Country.objects.get(pk=pk)  # read, and mapped, inside the transaction
+        assert held.name == "inside"
+    finally:
+        connection.close()
+    assert stored(Country, pk)["name"] == "France"  # type: ignore[index]
+    assert Country.objects.get(pk=pk).name == "France"
+
+
 def test_a_savepoint_rollback_takes_its_changes_out_of_the_map() -> None:
     pk = Country.objects.create(code="FR", name="France").pk
     held = []

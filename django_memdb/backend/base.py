@@ -249,6 +249,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         with database.lock:
             if database.owns_transaction():
                 self.connection.rollback()
+                identity.rolled_back(self.alias)
                 database.track_transaction()
 
     def is_in_memory_db(self) -> bool:
