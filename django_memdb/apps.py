@@ -12,6 +12,7 @@ class MemDBConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from . import checks, lifecycle, receivers  # noqa: F401
+        from . import bounds, checks, lifecycle, receivers  # noqa: F401
 
         lifecycle.install_signal_handler()
+        bounds.connect_receivers()

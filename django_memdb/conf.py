@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "MEMDB_MODE": MODE_PROCESS,
     "MEMDB_HOST_DIRECTORY": None,
     "MEMDB_CLUSTER_DATABASE": None,
+    "MEMDB_EXPIRY_INTERVAL": 1.0,
 }
 
 
@@ -90,6 +91,11 @@ class Settings:
     @property
     def MEMDB_CLUSTER_DATABASE(self) -> str:
         return self._get("MEMDB_CLUSTER_DATABASE") or self.MEMDB_SPOOL_DATABASE
+
+    @property
+    def MEMDB_EXPIRY_INTERVAL(self) -> float:
+        """Seconds between purges of expired rows: how long past its expiry a row may still be read."""
+        return self._get("MEMDB_EXPIRY_INTERVAL")
 
 
 conf = Settings()

@@ -1,7 +1,9 @@
 """A long-lived process of the test project that obeys commands on stdin.
 
-``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``count`` counts them, ``texts``
-lists them, ``spool`` runs ``memdb_spool``; each answers one ``@ok <json>`` or ``@error <message>`` line.
+``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``create <json>`` one with
+these fields, ``count`` counts them, ``raw-count`` too but in SQL (no router, so no purge of expired
+rows), ``texts`` lists them, ``spool`` runs ``memdb_spool``; each answers one ``@ok <json>`` or
+``@error <message>`` line.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ def main() -> None:
     django.setup()
     from django.apps import apps
     from django.core.management import call_command
+    from django.db import connections
 
     # The cluster tests use a model that fits MEMORY tables.
     Persistent = apps.get_model(os.environ.get("MEMDB_TEST_WORKER_MODEL", "tests.Persistent"))
@@ -30,6 +33,12 @@ def main() -> None:
         try:
             if command == "write":
                 value: object = Persistent.objects.create(text=argument).pk
+            elif command == "create":
+                value = Persistent.objects.create(**json.loads(argument)).pk
+            elif command == "raw-count":
+                with connections["django_memdb"].cursor() as cursor:
+                    cursor.execute(f'SELECT count(*) FROM "{Persistent._meta.db_table}"')
+                    value = cursor.fetchone()[0]
             elif command == "spool":
                 call_command("memdb_spool", verbosity=0)
                 value = None
