@@ -8,18 +8,22 @@ written and poll with a generous deadline.
 from __future__ import annotations
 
 import datetime
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections, transaction
+from django.db import connections, models, transaction
 from django.db.models.signals import post_delete
 from django.test import TransactionTestCase
+from django.test.utils import isolate_apps
 from django.utils import timezone
 
-from django_memdb import expiry
+from django_memdb import checks, expiry
+from django_memdb.expiry import Expiry
+from django_memdb.mixins import InMemoryDB
 from tests.expiry_app.models import Deadline, Grant, GrantUse, Latest, Recent, Token
 from tests.processes import KILLED, Scratch
 from tests.servers import Worker
@@ -291,3 +295,103 @@ def test_host_mode_processes_share_expiry_and_bound(scratch: Scratch, tmp_path: 
     assert reader.ask("raw-count") == 2
     _until(lambda: reader.ask("texts") == ["stays"])
     assert writer.ask("raw-count") == 1  # deleted from the shared file, not hidden from one process
+
+
+# System checks
+
+
+def _ids(errors: list[Any]) -> list[str]:
+    return [error.id for error in errors]
+
+
+@pytest.fixture(autouse=True)
+def _forget_isolated_models() -> None:
+    gc.collect()  # models of isolate_apps blocks of earlier tests are still subclasses of Model
+
+
+def test_the_test_project_declares_expiry_and_bounds_cleanly() -> None:
+    assert checks.check_expiry_and_bounds() == []
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        {"memdb_expiry": 3600},
+        {"memdb_expiry": Expiry(ttl=60)},
+        {"memdb_expiry": Expiry(ttl=0, field="created")},
+        {"memdb_expiry": Expiry(ttl="1h", field="created")},
+        {"memdb_expiry": Expiry(ttl=60, field="missing")},
+        {"memdb_expiry": Expiry(ttl=60, field="text")},
+    ],
+)
+def test_e013_expiry_declaration(declaration: dict[str, Any]) -> None:
+    with isolate_apps("tests"):
+        attrs = {
+            "__module__": "tests.models", "text": models.CharField(max_length=10),
+            "created": models.DateTimeField(db_index=True), **declaration,
+        }
+        model = type("Broken", (models.Model, InMemoryDB), attrs)
+        errors = checks.check_expiry_and_bounds()
+    [error] = [e for e in errors if e.obj is model]
+    assert error.id == "django_memdb.E013"
+    assert "tests.Broken" in error.msg and "Expiry(" in error.hint
+
+
+def test_e013_expiry_on_a_model_that_is_not_in_memory() -> None:
+    with isolate_apps("tests"):
+        model = type("Plain", (models.Model,), {
+            "__module__": "tests.models", "created": models.DateTimeField(db_index=True),
+            "memdb_expiry": Expiry(ttl=60, field="created"),
+        })
+        errors = [e for e in checks.check_expiry_and_bounds() if e.obj is model]
+    assert _ids(errors) == ["django_memdb.E013"] and "not in memory" in errors[0].msg
+
+
+def test_w002_expiry_field_without_index() -> None:
+    with isolate_apps("tests"):
+        model = type("Unindexed", (models.Model, InMemoryDB), {
+            "__module__": "tests.models", "created": models.DateTimeField(),
+            "memdb_expiry": Expiry(ttl=60, field="created"),
+        })
+        errors = [e for e in checks.check_expiry_and_bounds() if e.obj is model]
+    assert _ids(errors) == ["django_memdb.W002"]
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [{"memdb_max_rows": 0}, {"memdb_max_rows": "10"}, {"memdb_max_rows": True},
+     {"memdb_max_rows": 10, "memdb_eviction": "random"}, {"memdb_eviction": "lru"}],
+)
+def test_e014_bound_declaration(declaration: dict[str, Any]) -> None:
+    with isolate_apps("tests"):
+        model = type("Unbound", (models.Model, InMemoryDB), {"__module__": "tests.models", **declaration})
+        errors = [e for e in checks.check_expiry_and_bounds() if e.obj is model]
+    assert _ids(errors) == ["django_memdb.E014"] and "memdb_max_rows" in errors[0].hint
+
+
+def test_e015_database_foreign_key_to_a_bounded_model() -> None:
+    with isolate_apps("tests"):
+        bounded = type("Bounded", (models.Model, InMemoryDB), {"__module__": "tests.models", "memdb_max_rows": 3})
+        type("Pointing", (models.Model, InMemoryDB), {
+            "__module__": "tests.models", "to": models.ForeignKey(bounded, on_delete=models.CASCADE),
+        })
+        type("Loose", (models.Model, InMemoryDB), {
+            "__module__": "tests.models",
+            "to": models.ForeignKey(bounded, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"),
+        })
+        errors = [e for e in checks.check_expiry_and_bounds() if e.obj is bounded]
+    assert _ids(errors) == ["django_memdb.E015"]
+    assert "tests.Pointing.to" in errors[0].msg and "db_constraint=False" in errors[0].hint
+
+
+def test_e016_bounds_in_cluster_mode(settings: Any) -> None:
+    settings.MEMDB_MODE = "cluster"
+    errors = checks.check_expiry_and_bounds()
+    assert [e.obj for e in errors if e.obj in (Latest, Recent, Token)] == [Latest, Recent]
+    assert {e.id for e in errors if e.obj in (Latest, Recent)} == {"django_memdb.E016"}
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", None])
+def test_e017_expiry_interval(settings: Any, value: Any) -> None:
+    settings.MEMDB_EXPIRY_INTERVAL = value
+    assert _ids([e for e in checks.check_expiry_and_bounds() if e.obj is None]) == ["django_memdb.E017"]
