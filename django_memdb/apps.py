@@ -12,7 +12,8 @@ class MemDBConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from . import checks, identity_install, identity_receivers, lifecycle, receivers  # noqa: F401
+        from . import bounds, checks, identity_install, identity_receivers, lifecycle, receivers  # noqa: F401
 
         lifecycle.install_signal_handler()
         identity_install.install_relations()
+        bounds.connect_receivers()

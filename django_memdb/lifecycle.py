@@ -20,7 +20,7 @@ from typing import Any
 from django.core.management import call_command
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, models, transaction
 
-from . import capture, identity, lease, registry, restore, spool
+from . import bounds, capture, expiry, identity, lease, registry, restore, spool
 from .backend import host, shared
 from .conf import DURABILITY_INTERVAL, MODE_CLUSTER, conf
 from .exceptions import PersistenceError
@@ -96,6 +96,8 @@ def bootstrap(wrapper: Any) -> None:
             )
             conn = database.connection
             capture.install_change_table(conn)
+            # Before the restore: a restored table keeps its bound too.
+            bounds.install_triggers(conn, _existing(conn, bounds.bounded_models()))
             persistent = registry.persistent_models()
             if reused:
                 # Another process of this host restored the shared file.
@@ -105,8 +107,8 @@ def bootstrap(wrapper: Any) -> None:
                 restore.restore_at_start(database)
             if database.host is not None and not reused:
                 host.write_marker(conn, lease.token(database), database.lease_generation)
-            existing = capture.existing_tables(conn)
-            capture.install_triggers(conn, [m for m in persistent if m._meta.db_table in existing])
+            capture.install_triggers(conn, _existing(conn, persistent))
+            expiry.forget_purges()  # a new database: purge at the first use
             database.ready = True
         finally:
             database.bootstrapping = None
@@ -116,6 +118,12 @@ def bootstrap(wrapper: Any) -> None:
                 spool.flush(database, raise_errors=False)  # what its last users left
     if persistent:
         start_services(database)
+    expiry.start_purger()
+
+
+def _existing(conn: Any, model_list: Any) -> list[type[models.Model]]:
+    existing = capture.existing_tables(conn)
+    return [model for model in model_list if model._meta.db_table in existing]
 
 
 def _reuse_host_file(database: shared.SharedDatabase) -> bool:
@@ -142,11 +150,9 @@ def reinstall_triggers() -> None:
     for database in shared.all_databases():
         if database.ready:
             with database.lock:
-                existing = capture.existing_tables(database.connection)
-                capture.install_triggers(
-                    database.connection,
-                    [m for m in registry.persistent_models() if m._meta.db_table in existing],
-                )
+                conn = database.connection
+                capture.install_triggers(conn, _existing(conn, registry.persistent_models()))
+                bounds.install_triggers(conn, _existing(conn, bounds.bounded_models()))
 
 
 # Services: the interval flusher and the flush at exit.

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, models
 
-from . import registry
+from . import expiry, registry
 from .conf import conf
 
 
@@ -24,6 +24,7 @@ class MemDB:
             from . import lifecycle
 
             lifecycle.ensure_usable(model, write)
+            expiry.before_use(model)
             return alias
         instance = hints.get("instance")
         if instance is not None and getattr(instance._state, "db", None) == alias:

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .. import bounds
+
 
 class SharedDatabase:
     """The process-wide state of one in-memory database."""
@@ -44,6 +46,7 @@ class SharedDatabase:
         # The last flush error, None once a flush succeeded.
         self.pending_error: Exception | None = None
         connection.create_function("django_memdb_changed", 0, self._mark_dirty)
+        bounds.register_functions(connection)
 
     def _mark_dirty(self) -> None:
         self.dirty = True

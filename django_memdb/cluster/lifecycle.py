@@ -12,7 +12,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from .. import registry, restore, storage
+from .. import expiry, registry, restore, storage
 from ..conf import conf
 from ..exceptions import PersistenceError
 from ..models import PersistentJournal, PersistentStorage
@@ -107,6 +107,7 @@ def connected(wrapper: Any) -> None:
         from .. import lifecycle
 
         lifecycle.start_services(database)
+    expiry.start_purger()
 
 
 def _ensure_tables(wrapper: Any, database: ClusterState, at_start: bool) -> None:
