@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_memdb import checks, expiry
 from django_memdb.expiry import Expiry
 from django_memdb.mixins import InMemoryDB
-from tests.expiry_app.models import Deadline, Grant, GrantUse, Latest, Recent, Token
+from tests.expiry_app.models import Deadline, Grant, GrantUse, Latest, MappedGrant, Recent, Token
 from tests.processes import KILLED, Scratch
 from tests.servers import Worker
 from tests.storage_view import in_memory, stored
@@ -89,6 +89,18 @@ class ExpiryTests(ExpiryTestCase):
         # Deleted, not hidden; and the deletion is stored, so a restart does not bring them back.
         assert in_memory(Token) == {}
         assert stored(Token) == {}
+
+    def test_the_identity_map_never_hands_out_an_expired_row(self) -> None:
+        grant = MappedGrant.objects.create(text="mapped")
+        held = MappedGrant.objects.get(pk=grant.pk)  # weak references: held, so it stays mapped
+        assert MappedGrant.objects.get(pk=grant.pk) is held
+        self.clock.advance(61)
+        # Every fast path of the map purges first, as the router does for the ORM.
+        with pytest.raises(MappedGrant.DoesNotExist):
+            MappedGrant.objects.get(pk=grant.pk)
+        assert MappedGrant.objects.filter(pk=grant.pk).first() is None
+        assert MappedGrant.objects.in_bulk([grant.pk]) == {}
+        assert in_memory(MappedGrant) == {}
 
     def test_rows_not_yet_expired_stay(self) -> None:
         Token.objects.create(text="old")

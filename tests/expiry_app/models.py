@@ -6,7 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from django_memdb.expiry import Expiry
-from django_memdb.mixins import InMemoryDB, PersistentInMemoryDB
+from django_memdb.mixins import IdentityMapped, InMemoryDB, PersistentInMemoryDB
 
 
 class Token(models.Model, PersistentInMemoryDB):
@@ -56,3 +56,12 @@ class Recent(models.Model, InMemoryDB):
 
     memdb_max_rows = 5
     memdb_eviction = "lru"
+
+
+class MappedGrant(models.Model, InMemoryDB, IdentityMapped):
+    """Expiring and read through the identity map: the map never hands out an expired row."""
+
+    text = models.CharField(max_length=100)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    memdb_expiry = Expiry(ttl=60, field="created")
