@@ -169,6 +169,9 @@ _stop = threading.Event()
 
 
 def _purge_loop() -> None:
+    # The last failure logged per model: a failure that repeats every interval
+    # (a database down for a while) is logged once, not every second.
+    failing: dict[type[models.Model], str] = {}
     while not _stop.wait(conf.MEMDB_EXPIRY_INTERVAL):
         for model in expiring_models():
             try:
@@ -177,7 +180,11 @@ def _purge_loop() -> None:
             except MemDBError as exc:
                 logger.debug("django_memdb: purge of %s skipped: %s", model._meta.label, exc)
             except Exception as exc:  # the thread must outlive any failure; reads purge too
-                logger.warning("django_memdb: purge of %s failed: %s", model._meta.label, exc)
+                level = logging.DEBUG if failing.get(model) == str(exc) else logging.WARNING
+                failing[model] = str(exc)
+                logger.log(level, "django_memdb: purge of %s failed: %s", model._meta.label, exc)
+            else:
+                failing.pop(model, None)
         try:
             connections.close_all()
         except Exception:  # a dropped connection: gone all the same

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import gc
+import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -407,3 +409,23 @@ def test_e016_bounds_in_cluster_mode(settings: Any) -> None:
 def test_e017_expiry_interval(settings: Any, value: Any) -> None:
     settings.MEMDB_EXPIRY_INTERVAL = value
     assert _ids([e for e in checks.check_expiry_and_bounds() if e.obj is None]) == ["django_memdb.E017"]
+
+
+def test_the_purge_thread_logs_a_repeated_failure_once(caplog: pytest.LogCaptureFixture, settings: Any) -> None:
+    """Outside a database test pytest-django refuses every query: the thread's failure repeats each interval."""
+    settings.MEMDB_EXPIRY_INTERVAL = 0.02
+    stop = expiry._stop
+    expiry._stop = threading.Event()  # this loop's own, so that the process's purger runs on
+    thread = threading.Thread(target=expiry._purge_loop, daemon=True)
+    with caplog.at_level(logging.DEBUG, logger="django_memdb"):
+        thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum("purge of" in r.message for r in caplog.records) < 20:
+            time.sleep(0.02)
+        expiry._stop.set()
+        thread.join(10)
+    expiry._stop = stop
+    failures = [r for r in caplog.records if "purge of" in r.message and "failed" in r.message]
+    assert len(failures) >= 2 * len(expiry.expiring_models())  # it did fail again and again
+    warnings = [r for r in failures if r.levelno == logging.WARNING]
+    assert len(warnings) == len(expiry.expiring_models())  # once per model, the repeats at debug level
