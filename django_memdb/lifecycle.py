@@ -13,14 +13,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from django.core.management import call_command
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, models, transaction
 
-from . import bounds, capture, expiry, identity, lease, registry, restore, spool
+from . import bounds, capture, expiry, identity, lease, registry, restore, spool, storage
 from .backend import host, shared
 from .conf import DURABILITY_INTERVAL, MODE_CLUSTER, conf
 from .exceptions import PersistenceError
@@ -104,7 +104,7 @@ def bootstrap(wrapper: Any) -> None:
                 spool.adopt_host_lease(database)
                 restore.adopt_failures(database)
             elif persistent:
-                restore.restore_at_start(database)
+                _restore_over_seeds(database, persistent)
             if database.host is not None and not reused:
                 host.write_marker(conn, lease.token(database), database.lease_generation)
             capture.install_triggers(conn, _existing(conn, persistent))
@@ -124,6 +124,28 @@ def bootstrap(wrapper: Any) -> None:
 def _existing(conn: Any, model_list: Any) -> list[type[models.Model]]:
     existing = capture.existing_tables(conn)
     return [model for model in model_list if model._meta.db_table in existing]
+
+
+def _restore_over_seeds(database: shared.SharedDatabase, persistent: Iterable[type[models.Model]]) -> None:
+    """Restore storage, then put back the seeded rows it holds no key of, as changes.
+
+    Data migrations ran on the fresh database just before: their rows are set
+    aside, storage is loaded into the empty tables, and the seeded rows whose
+    primary key storage did not fill go back in with the triggers on, so the
+    next flush stores them and memory equals storage. A stored row of the same
+    key wins. One transaction, foreign keys checked at its end.
+    """
+    conn = database.connection
+    existing = capture.existing_tables(conn)
+    seeded = capture.with_rows(conn, [m for m in persistent if m._meta.db_table in existing])
+    if not seeded or not storage.storage_table_exists(connections[conf.MEMDB_SPOOL_DATABASE]):
+        restore.restore_at_start(database)  # without storage it warns: nowhere to store a seed either
+        return
+    with reloading(database):
+        capture.set_aside(conn, seeded)
+        restore.restore_at_start(database)
+        capture.install_triggers(conn, seeded)
+        capture.put_back(conn, seeded)
 
 
 def _reuse_host_file(database: shared.SharedDatabase) -> bool:
