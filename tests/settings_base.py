@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "tests",
     "tests.fk_app",
+    "django_memdb.cache",
 ]
 
 MIDDLEWARE = [
