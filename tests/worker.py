@@ -1,7 +1,8 @@
 """A long-lived process of the test project that obeys commands on stdin.
 
 ``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``count`` counts them, ``texts``
-lists them, ``spool`` runs ``memdb_spool``; each answers one ``@ok <json>`` or ``@error <message>`` line.
+lists them, ``spool`` runs ``memdb_spool``,
+``cache ["alias", "method", args...]`` calls a method of a cache; each answers one ``@ok <json>`` or ``@error <message>`` line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     django.setup()
     from django.apps import apps
+    from django.core.cache import caches
     from django.core.management import call_command
 
     # The cluster tests use a model that fits MEMORY tables.
@@ -33,6 +35,9 @@ def main() -> None:
             elif command == "spool":
                 call_command("memdb_spool", verbosity=0)
                 value = None
+            elif command == "cache":
+                alias, method, *arguments = json.loads(argument)
+                value = getattr(caches[alias], method)(*arguments)
             elif command == "count":
                 value = Persistent.objects.count()
             else:

@@ -75,6 +75,7 @@ class SQLiteStore:
             "expires = excluded.expires, accessed = excluded.accessed"
         )
         self._add = self._set + f" WHERE {t}.expires <= ?"
+        self._set_one = self._set + " RETURNING accessed"
         self._touch = f"UPDATE {t} SET expires = ?, accessed = {seq} WHERE key = ? AND {_LIVE}"
         self._delete = f"DELETE FROM {t} WHERE key = ?"
         self._delete_many = f"DELETE FROM {t} WHERE key IN ({{}})"
@@ -200,7 +201,15 @@ class SQLiteStore:
     # Writes
 
     def set(self, key: str, value: bytes, kind: int, expires: float | None) -> None:
-        self._run(self._set, (key, self.cache, value, kind, expires, self.cache))
+        conn = self.connection
+        with self.lock:
+            opened = not conn.in_transaction
+            # Every row fetched: a statement left stepping would hold the connection.
+            rows = conn.execute(self._set_one, (key, self.cache, value, kind, expires, self.cache)).fetchall()
+            if opened and conn.in_transaction:
+                conn.commit()
+            if rows and rows[0][0] is not None and rows[0][0] >= self.seq:
+                self.seq = rows[0][0] + 1
 
     def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
         cache = self.cache
