@@ -2,7 +2,8 @@
 
 ``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``count`` counts them, ``texts``
 lists them, ``spool`` runs ``memdb_spool``,
-``cache ["alias", "method", args...]`` calls a method of a cache; each answers one ``@ok <json>`` or ``@error <message>`` line.
+``cache ["alias", "method", args...]`` calls a method of a cache; each answers one ``@ok <json>`` or ``@error
+<message>`` line.
 """
 
 from __future__ import annotations

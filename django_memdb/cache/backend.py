@@ -138,7 +138,10 @@ class MemDBCache(BaseCache):
         if self._epoch != epoch:
             self._store = self._resolve()
             self._epoch = epoch
-        return self._store
+        store = self._store
+        if store.provisional:
+            store.ensure()
+        return store
 
     def _written(self, store: Any) -> None:
         """Journal what a write to a persistent cache changed, as a statement of the alias would."""

@@ -19,6 +19,7 @@ from django.db import connections, transaction
 
 class ServerStore:
     database = None  # no process-local database to compare with (see backend._resolve)
+    provisional = False  # nothing set up that a rollback could take away
 
     def __init__(self, alias: str, table: str, cache: str, max_entries: int, cull: int) -> None:
         self.alias = alias

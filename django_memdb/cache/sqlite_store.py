@@ -67,6 +67,7 @@ class SQLiteStore:
         self.window = max(1, (max_entries - max(cull, 0)) // 2)
         self.seq = 0
         self._reads = 0
+        self.provisional = False
         self._bump = f"UPDATE {t} SET accessed = {seq} WHERE key = ?"
         self._drop_expired = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
         columns = f"INSERT INTO {t} (key, cache, value, kind, expires, accessed) VALUES (?, ?, ?, ?, ?, {seq}) "
@@ -106,12 +107,31 @@ class SQLiteStore:
         ]
 
     def setup(self) -> None:
-        """State table, triggers and this cache's state row (count taken afresh)."""
+        """State table, triggers and this cache's state row (count taken afresh).
+
+        Set up inside a transaction of this thread (a TestCase's), they may be
+        rolled back with it: the store stays ``provisional`` and checks its
+        state row before each operation until it is seen outside one.
+        """
+        self.provisional = self.connection.in_transaction
         with self.transaction() as conn:
             for statement in self._setup_sql:
                 conn.execute(statement)
             conn.execute(self._state_sql, self._params_state)
             self.seq = conn.execute(self._seq, (self.cache,)).fetchone()[0]
+
+    def ensure(self) -> None:
+        """Set up again what a rolled-back transaction took away (see ``setup``)."""
+        conn = self.connection
+        with self.lock:
+            try:
+                found = conn.execute(self._seq, (self.cache,)).fetchone() is not None
+            except sqlite3.OperationalError:
+                found = False  # no state table
+            if not found:
+                self.setup()
+            elif not conn.in_transaction:
+                self.provisional = False
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
