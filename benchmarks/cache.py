@@ -45,11 +45,11 @@ BACKENDS: dict[str, dict[str, Any]] = {
     "FileBasedCache": {"backend": "django.core.cache.backends.filebased.FileBasedCache", "location": "files"},
     "django-redis": {
         "backend": "django_redis.cache.RedisCache", "location": "redis://127.0.0.1:6379/9",
-        "needs": "django_redis", "port": 6379,
+        "needs": "django_redis", "port": 6379, "unbounded": True,
     },
     "PyMemcacheCache": {
         "backend": "django.core.cache.backends.memcached.PyMemcacheCache", "location": "127.0.0.1:11211",
-        "needs": "pymemcache", "port": 11211,
+        "needs": "pymemcache", "port": 11211, "unbounded": True,
     },
 }
 clock = time.perf_counter
@@ -73,7 +73,8 @@ def _configure(spec: dict[str, Any], directory: str, options: dict[str, Any]) ->
         MEMDB_DURABILITY="interval",
         CACHES={"default": {
             "BACKEND": spec["backend"], "LOCATION": location, "TIMEOUT": 3600,
-            "OPTIONS": {**spec.get("options", {}), **options},
+            # Servers take OPTIONS as client arguments: MAX_ENTRIES is for the local backends.
+            "OPTIONS": {**spec.get("options", {}), **({} if spec.get("unbounded") else options)},
         }},
     )
     django.setup()
