@@ -22,6 +22,8 @@ setup(
         "test": ["pytest>=7", "pytest-django>=4.5", "psycopg[binary]>=3.1", "gunicorn>=21"],
         "mysql": ["mysqlclient>=2.2"],
         "postgresql": ["psycopg[binary]>=3.1"],
+        # benchmarks/cache.py: the backends MemDBCache is compared with, and its plot.
+        "bench": ["django-redis>=5", "pymemcache>=4", "django-lrucache-backend>=4", "matplotlib>=3.5"],
     },
     keywords=["django", "django-integrator", "in-memory", "sqlite"],
     classifiers=[
