@@ -7,7 +7,7 @@ with open("README.rst", encoding="utf-8") as readme:
 
 setup(
     name="django-memdb",
-    version="1.1.0",
+    version="1.2.0",
     description="Django models whose tables live in memory, optionally persisted to the default database.",
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/x-rst",
