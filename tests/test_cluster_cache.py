@@ -138,10 +138,11 @@ def test_one_bound_for_every_process_least_recently_used_go(scratch: Scratch) ->
         _ask((first, second)[number % 2], "memdb_small", "set", f"k{number}", number)
     assert _ask(first, "memdb_small", "__len__") == 9
     _ask(second, "memdb_small", "set", "k1", "rewritten")  # a write is a use
+    assert _ask(first, "memdb_small", "touch", "k0", 100) is True  # a touch too, as in host mode
     _ask(first, "memdb_small", "set", "k9", 9)  # past the bound: the 3 least recently used go
     assert _ask(second, "memdb_small", "__len__") == 7
     found = _ask(second, "memdb_small", "get_many", [f"k{n}" for n in range(10)])
-    assert sorted(found) == ["k1", "k4", "k5", "k6", "k7", "k8", "k9"]
+    assert sorted(found) == ["k0", "k1", "k5", "k6", "k7", "k8", "k9"]
     # Many inserts from both: the bound holds for the cluster.
     _ask(first, "memdb", "set_many", {f"a{n}": n for n in range(700)})
     _ask(second, "memdb", "set_many", {f"b{n}": n for n in range(700)})

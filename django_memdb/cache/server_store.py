@@ -54,7 +54,7 @@ class ServerStore:
             f"expires = EXCLUDED.expires, accessed = EXCLUDED.accessed"
         )
         self._add = self._set + f" WHERE {t}.expires <= %s"
-        self._touch = f"UPDATE {t} SET expires = %s WHERE key = %s AND {live}"
+        self._touch = f"UPDATE {t} SET expires = %s, accessed = ({self._next}) WHERE key = %s AND {live}"
         self._delete = f"DELETE FROM {t} WHERE key = %s"
         self._delete_many = f"DELETE FROM {t} WHERE key = ANY(%s)"
         self._has = f"SELECT 1 FROM {t} WHERE key = %s AND {live}"
@@ -153,7 +153,7 @@ class ServerStore:
 
     def touch(self, key: str, expires: float | None, now: float) -> bool:
         with self._cursor() as cursor:
-            cursor.execute(self._touch, [expires, key, now])
+            cursor.execute(self._touch, [expires, self.cache, key, now])
             return cursor.rowcount > 0
 
     def delete(self, key: str) -> bool:
