@@ -50,6 +50,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = [item for item in items if not server_only(item)]
+    def other_database(item: pytest.Item) -> bool:
+        marker = item.get_closest_marker("database")
+        return marker is not None and databases.kind() not in marker.args
+
+    # A test of one server's behaviour runs in that server's pass only.
+    elsewhere = [item for item in items if other_database(item)]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if not other_database(item)]
     problem = config._memdb_problem  # type: ignore[attr-defined]
     if problem:
         skip = pytest.mark.skip(reason=f"MEMDB_TEST_DATABASE={databases.kind()}: {problem}")

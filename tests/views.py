@@ -8,6 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from tests.models import Persistent
+from tests.session_view import session as session
 
 
 @csrf_exempt
@@ -18,9 +19,3 @@ def items(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"texts": texts, "pid": os.getpid()})
 
 
-@csrf_exempt
-def session(request: HttpRequest) -> JsonResponse:
-    """POST stores ``text`` in the session; both answer what the session holds and who answered."""
-    if request.method == "POST":
-        request.session["text"] = request.POST.get("text", "")
-    return JsonResponse({"text": request.session.get("text"), "key": request.session.session_key, "pid": os.getpid()})

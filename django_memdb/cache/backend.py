@@ -24,7 +24,7 @@ from django.db.backends.signals import connection_created
 from ..backend import shared
 from ..conf import MODE_CLUSTER, conf
 from . import codec
-from .server_store import ServerStore
+from .server_store import ServerStore, require_postgresql
 from .sqlite_store import SQLiteStore
 
 SEPARATOR = "\x1f"
@@ -96,6 +96,9 @@ class MemDBCache(BaseCache):
     def model(self) -> Any:
         """The table of the entries (the app's models are looked up once the registry is ready)."""
         if self._model is None:
+            if conf.MEMDB_MODE == MODE_CLUSTER:
+                # First: on MariaDB the app is rightly left out, and "add it to INSTALLED_APPS" would mislead.
+                require_postgresql(conf.MEMDB_NAME, self.location)
             name = "PersistentCacheEntry" if self.persistent else "CacheEntry"
             try:
                 self._model = apps.get_model(APP_LABEL, name)

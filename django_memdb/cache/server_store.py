@@ -3,7 +3,9 @@
 Same operations as sqlite_store.py, through the alias's Django connection
 with plain SQL. The bound is kept by the writer: an insert that takes the
 cache past MAX_ENTRIES evicts the least recently used entries in its own
-transaction, under a transaction-scoped advisory lock of the cache.
+transaction, under a transaction-scoped advisory lock of the cache. The lock
+comes first in that transaction: a writer that locked rows before waiting for
+it would deadlock with the holder evicting or rewriting those rows.
 """
 
 from __future__ import annotations
@@ -14,7 +16,18 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
+
+
+def require_postgresql(alias: str, cache: str) -> None:
+    """Refuse a cluster on MariaDB/MySQL before anything looks for the cache's tables there."""
+    if connections[alias].vendor != "postgresql":
+        raise ImproperlyConfigured(
+            f"MemDBCache {cache!r} in cluster mode needs PostgreSQL: MariaDB/MySQL MEMORY tables "
+            f"cannot hold its BLOB values. Use MEMDB_MODE 'host', or a PostgreSQL cluster database, "
+            f"or another cache backend for CACHES in this deployment."
+        )
 
 
 class ServerStore:
@@ -27,12 +40,8 @@ class ServerStore:
         self.max_entries = max_entries
         self.cull = cull
         self.lock_id = zlib.crc32(f"django_memdb.cache:{table}:{cache}".encode())
+        require_postgresql(alias, cache)
         wrapper = connections[alias]
-        if wrapper.vendor != "postgresql":
-            raise NotImplementedError(
-                f"MemDBCache {cache!r} in cluster mode needs PostgreSQL: MariaDB/MySQL MEMORY tables "
-                f"cannot hold its BLOB values. Use MEMDB_MODE 'host', or a PostgreSQL cluster database."
-            )
         t = wrapper.ops.quote_name(table)
         live = "(expires IS NULL OR expires > %s)"
         self._get = f"SELECT value, kind, expires FROM {t} WHERE key = %s"
@@ -45,7 +54,7 @@ class ServerStore:
             f"expires = EXCLUDED.expires, accessed = EXCLUDED.accessed"
         )
         self._add = self._set + f" WHERE {t}.expires <= %s"
-        self._touch = f"UPDATE {t} SET expires = %s WHERE key = %s AND {live}"
+        self._touch = f"UPDATE {t} SET expires = %s, accessed = ({self._next}) WHERE key = %s AND {live}"
         self._delete = f"DELETE FROM {t} WHERE key = %s"
         self._delete_many = f"DELETE FROM {t} WHERE key = ANY(%s)"
         self._has = f"SELECT 1 FROM {t} WHERE key = %s AND {live}"
@@ -70,9 +79,12 @@ class ServerStore:
     def _cursor(self) -> Any:
         return connections[self.alias].cursor()
 
-    def _bounded(self, cursor: Any, inserted_key: str, now: float) -> None:
-        """Inside the transaction of an insert: evict LRU entries past the bound."""
+    def _lock(self, cursor: Any) -> None:
+        """The cache's lock, till the end of the transaction: taken before any row of it."""
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [self.lock_id])
+
+    def _bounded(self, cursor: Any, inserted_key: str, now: float) -> None:
+        """Inside the transaction of an insert, under ``_lock``: evict LRU entries past the bound."""
         cursor.execute(self._count, [self.cache])
         if cursor.fetchone()[0] <= self.max_entries:
             return
@@ -121,12 +133,14 @@ class ServerStore:
     def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
         now = time.time()
         with self.transaction() as cursor:
+            self._lock(cursor)
             for key, value, kind in items:
                 cursor.execute(self._set, [key, self.cache, value, kind, expires, self.cache])
                 self._bounded(cursor, key, now)
 
     def add(self, key: str, value: bytes, kind: int, expires: float | None, now: float) -> bool:
         with self.transaction() as cursor:
+            self._lock(cursor)
             cursor.execute(self._add, [key, self.cache, value, kind, expires, self.cache, now])
             added = cursor.rowcount > 0
             if added:
@@ -139,7 +153,7 @@ class ServerStore:
 
     def touch(self, key: str, expires: float | None, now: float) -> bool:
         with self._cursor() as cursor:
-            cursor.execute(self._touch, [expires, key, now])
+            cursor.execute(self._touch, [expires, self.cache, key, now])
             return cursor.rowcount > 0
 
     def delete(self, key: str) -> bool:
