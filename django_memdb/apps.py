@@ -12,6 +12,7 @@ class MemDBConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
+        # Django's convention: checks and receivers register when imported here.
         from . import checks, lifecycle, receivers  # noqa: F401
 
-        lifecycle.install_signal_handler()
+        lifecycle.install()

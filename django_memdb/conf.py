@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from django.conf import settings
@@ -32,6 +34,11 @@ DEFAULTS: dict[str, Any] = {
     "MEMDB_HOST_DIRECTORY": None,
     "MEMDB_CLUSTER_DATABASE": None,
 }
+
+
+def default_directory() -> str:
+    """Where host mode keeps its files unless MEMDB_HOST_DIRECTORY says: tmpfs if there is one."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
 class Settings:
@@ -82,10 +89,7 @@ class Settings:
 
     @property
     def MEMDB_HOST_DIRECTORY(self) -> str:
-        from .backend.host import default_directory
-
         return self._get("MEMDB_HOST_DIRECTORY") or default_directory()
-
 
     @property
     def MEMDB_CLUSTER_DATABASE(self) -> str:

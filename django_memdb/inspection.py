@@ -20,7 +20,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from . import lifecycle, processors, registry, restore, rows, storage
+from . import lifecycle, modes, processors, registry, restore, rows, storage
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
 from .conf import conf
@@ -283,7 +283,7 @@ def status() -> Status:
                 if model._meta.db_table in existing
                 else None
             )
-        failed = restore.blocked(database)
+        failed = modes.current().blocked(database)
         flush_error = database.pending_error
     storage_error = None
     snapshots: Summary = {}

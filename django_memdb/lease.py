@@ -44,7 +44,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.db.models import F
 from django.utils import timezone
 
-from . import reconnect
+from . import reconnect, sharing
 from .backend.shared import SharedDatabase
 from .conf import conf
 from .exceptions import PersistenceError
@@ -117,15 +117,15 @@ def observe(database: SharedDatabase, using: str) -> None:
             generation = leases.values_list("generation", flat=True).get()
         else:
             generation, pending = 0, False  # no lease yet: no bump to lose
-    from . import spool  # records it, in host mode for every process of the host
-
+    # Recorded by the mode: in host mode for every process of the host.
+    record = sharing.of(database).observed
     if not pending:
-        spool.observed(database, generation)
+        record(database, generation)
         return
     database.lease_generation = UNKNOWN
 
     def committed() -> None:
-        spool.observed(database, generation, unless_claimed=True)
+        record(database, generation, unless_claimed=True)
 
     transaction.on_commit(committed, using=using)
 

@@ -17,8 +17,8 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.utils import load_backend
 
 from .. import reconnect
-from ..backend import shared
-from ..backend.base import CommitHooks
+from ..backend import hooks, shared
+from ..backend.commit_hooks import CommitHooks
 from ..conf import conf
 from . import dialect, state
 
@@ -66,7 +66,7 @@ class ClusterWrapper(CommitHooks):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.memdb_database = state.get()
+        self.memdb_database = state.get(hooks.installed().opening())
         self.memdb_dialect = dialect.for_connection(self)
         self.memdb_dirty = False
         self.memdb_flushing = False
@@ -90,9 +90,7 @@ class ClusterWrapper(CommitHooks):
         try:
             super().ensure_connection()  # type: ignore[misc]
             if fresh or not self.memdb_database.ready:
-                from . import lifecycle
-
-                lifecycle.connected(self)
+                hooks.installed().connected(self)
         finally:
             self.memdb_checking = False
 
@@ -121,9 +119,7 @@ class ClusterWrapper(CommitHooks):
     def memdb_changes_committed(self, raise_errors: bool = True) -> None:
         if self.memdb_dirty:
             self.memdb_dirty = False
-            from . import spool
-
-            spool.changes_committed(self.memdb_database, raise_errors=raise_errors)
+            hooks.installed().changes_committed(self.memdb_database, raise_errors)
 
     def _commit(self) -> None:
         super()._commit()  # type: ignore[misc]

@@ -20,7 +20,7 @@ from ..conf import DURABILITY_COMMIT, conf
 from ..spool import flush_after_spool_commit, flush_failed
 from ..transactions import user_in_atomic
 from . import dialect
-from .lifecycle import server_lock
+from .server import server_lock
 from .state import ClusterState
 
 logger = logging.getLogger("django_memdb")
