@@ -74,7 +74,7 @@ def check_relations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         inside = registry.is_in_memory(model)
         for field in _foreign_keys(model):
             target: Any = field.related_model
-            if target is None or isinstance(target, str) or not field.db_constraint:
+            if target is None or isinstance(target, str) or not getattr(field, "db_constraint", True):
                 continue
             if inside and not registry.is_in_memory(target):
                 errors.append(

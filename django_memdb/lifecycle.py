@@ -22,7 +22,7 @@ from .models import PersistentStorage
 
 def current_database() -> Any:
     """The in-memory database of this process, started if need be."""
-    wrapper = connections[conf.MEMDB_NAME]
+    wrapper: Any = connections[conf.MEMDB_NAME]  # the engine's, or the cluster's (cluster/engines.py)
     wrapper.ensure_connection()
     return wrapper.memdb_database
 
@@ -44,7 +44,7 @@ def ensure_usable(model: type[models.Model], write: bool = False) -> None:
         # this first statement too (and the lease be checked before a write).
         database = current_database()
     if database.failed:
-        concrete = model._meta.concrete_model
+        concrete = model._meta.concrete_model or model
         error = database.failed.get(concrete)
         if error is not None and modes.current().still_blocked(database, concrete):
             raise type(error)(str(error))
@@ -67,12 +67,12 @@ def existing_tables(database: Any) -> set[str]:
 
 def reloading(database: Any) -> AbstractContextManager[None]:
     """Around reloading tables from storage: one transaction, foreign keys checked at its end."""
-    return database.reloading()  # type: ignore[no-any-return]
+    return database.reloading()
 
 
 def reloading_table(database: Any, model: type[models.Model]) -> AbstractContextManager[None]:
     """Around reloading one table: undone if it fails, and never captured as a change."""
-    return database.reloading_table(model)  # type: ignore[no-any-return]
+    return database.reloading_table(model)
 
 
 def flush_all(raise_errors: bool = False) -> None:

@@ -206,7 +206,7 @@ def blob_chunks(model: type[models.Model], pk: int, using: str) -> Iterator[byte
             while piece := blob.read(BLOB_CHUNK):
                 yield piece
         return
-    yield processors.as_bytes(model.objects.using(using).values_list("data", flat=True).get(pk=pk))
+    yield processors.as_bytes(model._default_manager.using(using).values_list("data", flat=True).get(pk=pk))
 
 
 # A journal entry costs a restart about as much as ENTRY_ROWS stored rows more

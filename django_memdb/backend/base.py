@@ -72,7 +72,9 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         raise StopIteration
 
 
-class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
+# django-stubs leaves out the private methods of Django's wrappers (_commit, ...),
+# which the engine extends: hence the ignores on their super() calls.
+class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignore[misc]  # atomic_blocks
     """SQLite wrapper whose threads share one connection per process.
 
     ``close()`` only detaches this wrapper: the database lives as long as the
@@ -114,7 +116,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
     def _start_transaction_under_autocommit(self) -> None:
         database = self.memdb_database
         if not database.mode.begin(self):
-            super()._start_transaction_under_autocommit()
+            super()._start_transaction_under_autocommit()  # type: ignore[misc]
 
     def connect(self) -> None:
         # Django's connect() asks for the connection (set_autocommit) before
@@ -172,7 +174,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         database = self.memdb_database
         database.lock.acquire()
         try:
-            super()._commit()
+            super()._commit()  # type: ignore[misc]
         finally:
             hooked, self.memdb_hooked = self.memdb_hooked, False
             database.track_transaction()
@@ -186,7 +188,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         database = self.memdb_database
         database.lock.acquire()
         try:
-            super()._rollback()
+            super()._rollback()  # type: ignore[misc]
         finally:
             self.memdb_hooked = False
             database.track_transaction()
@@ -195,7 +197,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
     def _set_autocommit(self, autocommit: bool) -> None:
         database = self.memdb_database
         with database.lock:
-            super()._set_autocommit(autocommit)
+            super()._set_autocommit(autocommit)  # type: ignore[misc]
 
     # Persistence hooks (see CommitHooks)
 

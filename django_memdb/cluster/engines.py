@@ -9,7 +9,7 @@ connection first makes sure the server still holds the tables.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -34,13 +34,13 @@ class _Capturing:
 
     db: Any
 
-    def execute(self, sql: str, params: Any = None) -> Any:
+    def execute(self, sql: Any, params: Any = None) -> Any:
         result = super().execute(sql, params)  # type: ignore[misc]
         if _is_write(sql):
             self.db.memdb_wrote()
         return result
 
-    def executemany(self, sql: str, param_list: Any) -> Any:
+    def executemany(self, sql: Any, param_list: Any) -> Any:
         result = super().executemany(sql, param_list)  # type: ignore[misc]
         if _is_write(sql):
             self.db.memdb_wrote()
@@ -135,6 +135,11 @@ class ClusterWrapper(CommitHooks):
             # MEMORY tables keep rolled-back writes and their capture rows: those
             # stay pending, journaled by the next flush of any process.
             self.memdb_dirty = False
+
+
+def alias_wrapper() -> ClusterWrapper:
+    """This thread's wrapper of the in-memory alias, which cluster mode made a ClusterWrapper."""
+    return cast(ClusterWrapper, connections[conf.MEMDB_NAME])
 
 
 _classes: dict[type, type] = {}
