@@ -60,6 +60,31 @@ def token(database: SharedDatabase) -> str:
     return database.lease_token
 
 
+def marker(database: SharedDatabase) -> tuple[str, int]:
+    """(token, generation): what the host's file records for its other processes (modes/host.py)."""
+    return token(database), database.lease_generation
+
+
+def adopt(database: SharedDatabase, recorded: tuple[str, int]) -> None:
+    """The lease the processes of a host share: the one the host's file recorded."""
+    database.lease_token, database.lease_generation = recorded
+
+
+def load_pending(database: SharedDatabase) -> bool:
+    """Whether this process's last load waits for the commit of its bump (see observe)."""
+    return database.lease_generation == UNKNOWN
+
+
+def record(database: SharedDatabase, generation: int) -> None:
+    """The generation of this process's load of storage (see observe)."""
+    database.lease_generation = generation
+
+
+def holding(database: SharedDatabase) -> bool:
+    """Whether this process ever took part in the lease (and has one to release)."""
+    return database.lease_token is not None
+
+
 def _alive_elsewhere(lease: SpoolLease, now: datetime.datetime) -> bool:
     if lease.expires <= now:
         return False

@@ -85,14 +85,8 @@ def flush(database: SharedDatabase, raise_errors: bool = True, log: bool = True)
 
 
 def _flush_once(database: SharedDatabase, spool: Any) -> int:
-    saved = database.lease_generation, database.lease_until
-    try:
-        with sharing.of(database).spooling(database):
-            return _flush(database, spool)
-    except BaseException:
-        # As lease.undone_on_error: a claim rolled back did not happen.
-        database.lease_generation, database.lease_until = saved
-        raise
+    with lease.undone_on_error(database), sharing.of(database).spooling(database):
+        return _flush(database, spool)
 
 
 def flush_failed(

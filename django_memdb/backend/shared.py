@@ -45,8 +45,7 @@ class SharedDatabase:
         self.tables: dict[Any, Any] = {}
         # Models whose stored data could not be restored, with the error.
         self.failed: dict[Any, Exception] = {}
-        # The spool lease of this process: read and written by lease.py only
-        # (and shared with the host's other processes by modes/host.py).
+        # The spool lease of this process: written by lease.py only.
         self.lease_token: str | None = None
         self.lease_generation = 0
         self.lease_until: Any = None

@@ -33,7 +33,7 @@ def adopt_lease(database: shared.SharedDatabase) -> None:
     """The processes of a host share one lease: the one the shared file records."""
     marker = host.read_marker(database.connection)
     if marker is not None:
-        database.lease_token, database.lease_generation = marker
+        lease.adopt(database, marker)
 
 
 class HostMode(SQLiteMode):
@@ -79,7 +79,7 @@ class HostMode(SQLiteMode):
         database.failed = self.blocked(database)
 
     def loaded(self, database: shared.SharedDatabase) -> None:
-        host.write_marker(database.connection, lease.token(database), database.lease_generation)
+        host.write_marker(database.connection, *lease.marker(database))
 
     def started(self, database: shared.SharedDatabase, left_pending: bool) -> None:
         _files(database).started()
@@ -95,20 +95,20 @@ class HostMode(SQLiteMode):
             try:
                 yield
             finally:
-                host.write_marker(database.connection, lease.token(database), database.lease_generation)
+                host.write_marker(database.connection, *lease.marker(database))
 
     def observed(self, database: Any, generation: int, unless_claimed: bool = False) -> None:
         """The load refreshed the host's shared copy: the file's marker gets the generation too."""
         with database.lock:
-            if unless_claimed and database.lease_generation != lease.UNKNOWN:
+            if unless_claimed and not lease.load_pending(database):
                 return
             with _files(database).spooling():
                 if unless_claimed:
                     adopt_lease(database)
-                    if database.lease_generation != lease.UNKNOWN:
+                    if not lease.load_pending(database):
                         return
-                database.lease_generation = generation
-                host.write_marker(database.connection, lease.token(database), generation)
+                lease.record(database, generation)
+                host.write_marker(database.connection, *lease.marker(database))
 
     # Blocked tables, refused by every process of the host.
 

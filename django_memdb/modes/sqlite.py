@@ -88,9 +88,9 @@ class SQLiteMode(Mode):
 
     def observed(self, database: Any, generation: int, unless_claimed: bool = False) -> None:
         with database.lock:
-            if unless_claimed and database.lease_generation != lease.UNKNOWN:
+            if unless_claimed and not lease.load_pending(database):
                 return  # a claim since knows better
-            database.lease_generation = generation
+            lease.record(database, generation)
 
     def changes_committed(self, database: Any, raise_errors: bool) -> None:
         spool.changes_committed(database, raise_errors=raise_errors)
@@ -102,7 +102,7 @@ class SQLiteMode(Mode):
         spool.compact(database, model)
 
     def at_exit(self, database: Any) -> None:
-        if database.lease_token is not None:
+        if lease.holding(database):
             try:
                 lease.release(database, conf.MEMDB_SPOOL_DATABASE)
             except Exception as exc:  # the process is leaving anyway
