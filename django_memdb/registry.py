@@ -53,6 +53,29 @@ def is_persistent(model: object) -> bool:
     return _tagged(model, PeristentInMemoryDB)
 
 
+def migrates_in_memory(app_label: str, model_name: str | None = None, model: object = None) -> bool:
+    """Whether a migration operation belongs on the in-memory alias (and only there).
+
+    Schema operations pass their ``model``; RunPython and RunSQL carry no model
+    unless given ``hints={"model_name": ...}``. An operation that names no model
+    follows its app: in memory when every model of the app is, as a data
+    migration of such an app can only be meant for the in-memory tables.
+    """
+    if model is None and model_name is not None:
+        try:
+            model = apps.get_model(app_label, model_name)
+        except LookupError:
+            model = None  # a model deleted since: decided by its app
+    if model is not None:
+        return is_in_memory(model)
+    try:
+        app_models = apps.get_app_config(app_label).get_models(include_auto_created=True)
+    except LookupError:
+        return False
+    concrete = [m for m in app_models if not m._meta.proxy]
+    return bool(concrete) and all(is_in_memory(m) for m in concrete)
+
+
 def in_memory_models() -> list[type[models.Model]]:
     """Concrete in-memory models of the installed apps (M2M tables included)."""
     return [

@@ -44,8 +44,9 @@ class MemDB:
     def allow_migrate(
         self, db: str, app_label: str, model_name: str | None = None, **hints: Any
     ) -> bool | None:
-        model = hints.get("model")
-        in_memory = model is not None and registry.is_in_memory(model)
+        # Operations without a model (RunPython, RunSQL) are placed by their
+        # hints or their app: see registry.migrates_in_memory.
+        in_memory = registry.migrates_in_memory(app_label, model_name, hints.get("model"))
         if db == conf.MEMDB_NAME:
             return in_memory
         return False if in_memory else None

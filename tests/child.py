@@ -228,6 +228,26 @@ def action_fk_app(options: argparse.Namespace) -> None:
     expected()
 
 
+def action_seeded(options: argparse.Namespace) -> None:
+    """What the data migrations seeded, as this process first sees it; ``--tag 1`` then edits the seeded rows."""
+    from django.apps import apps
+
+    from tests.fk_app.models import Genre
+    from tests.mixed_app.models import Colour, Palette
+
+    emit("genres", list(Genre.objects.order_by("pk").values_list("name", flat=True)))
+    emit("colours", list(Colour.objects.order_by("pk").values_list("name", flat=True)))
+    emit("palettes", list(Palette.objects.order_by("pk").values_list("name", flat=True)))
+    grades = apps.get_model("seed_app", "Grade") if apps.is_installed("tests.seed_app") else None
+    if grades is not None:  # with tests.settings_seeded
+        emit("grades", list(grades.objects.order_by("pk").values_list("pk", "name")))
+    if options.tag == "1":
+        Genre.objects.create(name="not persisted")
+        if grades is not None:
+            grades.objects.filter(name="c").update(name="c, renamed")
+            grades.objects.create(name="d")
+
+
 def action_rollback(options: argparse.Namespace) -> None:
     """Rolled-back writes next to committed ones: whole transactions, savepoints, manual."""
     from django.db import IntegrityError, transaction

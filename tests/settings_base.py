@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "tests",
     "tests.fk_app",
+    "tests.mixed_app",
 ]
 
 MIDDLEWARE = [

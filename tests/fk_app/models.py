@@ -28,3 +28,9 @@ class Book(models.Model, PersistentInMemoryDB):
 class Shelf(models.Model, InMemoryDB):
     label = models.CharField(max_length=80)
     book = models.ForeignKey(Book, null=True, on_delete=models.SET_NULL, related_name="shelves")
+
+
+class Genre(models.Model, InMemoryDB):
+    """A lookup table that migration 0004 seeds, at every first use of a fresh in-memory database."""
+
+    name = models.CharField(max_length=40)
