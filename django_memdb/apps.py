@@ -13,6 +13,7 @@ class MemDBConfig(AppConfig):
 
     def ready(self) -> None:
         # Django's convention: checks and receivers register when imported here.
-        from . import checks, lifecycle, receivers  # noqa: F401
+        from . import checks, identity_install, identity_receivers, lifecycle, receivers  # noqa: F401
 
         lifecycle.install()
+        identity_install.install_relations()

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import models, router
 
-from . import modes, registry
+from . import identity, modes, registry
 from .backend import names
 from .backend.names import ENGINE, EXAMPLE_NAME
 from .conf import DURABILITY_CHOICES, MODE_CHOICES, conf
@@ -189,3 +189,39 @@ def check_mode(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 # The name of this check before the modes had their own.
 check_cluster = check_mode
+
+
+def identity_map_errors(model_list: Any) -> list[Any]:
+    """Models that ask for the identity map and cannot have it."""
+    errors: list[Any] = []
+    for model in model_list:
+        if not identity.is_mapped(model) or model._meta.abstract:
+            continue
+        label = model._meta.label
+        if not registry.is_in_memory(model):
+            errors.append(
+                Error(
+                    f"{label} asks for the identity map but is not in memory: writes to its table "
+                    "are not all seen, so the map could return rows that changed.",
+                    hint=f"Tag {label} with InMemoryDB (or PersistentInMemoryDB), or remove "
+                    "memdb_identity_map / IdentityMapped from it.",
+                    obj=model,
+                    id="django_memdb.E020",
+                )
+            )
+        pk = model._meta.pk
+        if pk is None or not pk.concrete or len(getattr(pk, "fields", ())) > 1:
+            errors.append(
+                Error(
+                    f"{label} asks for the identity map but has no single-column primary key to map rows by.",
+                    hint=f"Give {label} a single-column primary key, or remove memdb_identity_map from it.",
+                    obj=model,
+                    id="django_memdb.E021",
+                )
+            )
+    return errors
+
+
+@register(Tags.models)
+def check_identity_map(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    return identity_map_errors(_models(app_configs))

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "MEMDB_MODE": MODE_PROCESS,
     "MEMDB_HOST_DIRECTORY": None,
     "MEMDB_CLUSTER_DATABASE": None,
+    "MEMDB_IDENTITY_FLUSH_AT_REQUEST_END": False,
 }
 
 
@@ -94,6 +95,10 @@ class Settings:
     @property
     def MEMDB_CLUSTER_DATABASE(self) -> str:
         return self._get("MEMDB_CLUSTER_DATABASE") or self.MEMDB_SPOOL_DATABASE
+
+    @property
+    def MEMDB_IDENTITY_FLUSH_AT_REQUEST_END(self) -> bool:
+        return bool(self._get("MEMDB_IDENTITY_FLUSH_AT_REQUEST_END"))
 
 
 conf = Settings()

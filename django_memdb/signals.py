@@ -21,3 +21,8 @@ from django.dispatch import Signal
 
 store_save = Signal()
 store_load = Signal()
+
+# Sent around a flush of the identity map (see identity.flush) as
+# ``signal.send(sender=<model class, or models.Model for all>, alias=<alias or None>, instance=<instance or None>)``.
+pre_flush = Signal()
+post_flush = Signal()

@@ -6,7 +6,7 @@ import uuid
 
 from django.db import models
 
-from django_memdb.mixins import InMemoryDB, PeristentInMemoryDB, PersistentInMemoryDB
+from django_memdb.mixins import IdentityMapped, InMemoryDB, PeristentInMemoryDB, PersistentInMemoryDB
 
 
 # The two models of 0.0.6's own test app, unchanged.
@@ -110,6 +110,14 @@ class CounterMemory(models.Model, InMemoryDB):
     group = models.IntegerField(default=0)
 
 
+class CounterMapped(models.Model, InMemoryDB, IdentityMapped):
+    """CounterMemory with the identity map, for the benchmark of it."""
+
+    name = models.CharField(max_length=50)
+    value = models.IntegerField(default=0)
+    group = models.IntegerField(default=0)
+
+
 class CounterPlain(models.Model):
     name = models.CharField(max_length=50)
     value = models.IntegerField(default=0)
@@ -123,3 +131,31 @@ class OddName(models.Model, PeristentInMemoryDB):
 
     class Meta:
         db_table = "odd%table's"
+class Country(models.Model, PeristentInMemoryDB, IdentityMapped):
+    """Mapped with weak references, per thread (the defaults); persisted, so both kinds of triggers meet."""
+
+    code = models.CharField(max_length=2, blank=True)
+    name = models.CharField(max_length=50)
+    population = models.IntegerField(default=0)
+
+
+class City(models.Model, PeristentInMemoryDB):
+    """Points at a mapped model; a strong, bounded map."""
+
+    memdb_identity_map = True
+    memdb_identity_strong = True
+    memdb_identity_limit = 50
+
+    country = models.ForeignKey(Country, on_delete=models.CASCADE, related_name="cities")
+    name = models.CharField(max_length=50)
+
+
+class Currency(models.Model, InMemoryDB):
+    """A text primary key, one process-wide map."""
+
+    memdb_identity_map = True
+    memdb_identity_shared = True
+
+    code = models.CharField(max_length=3, primary_key=True)
+    rate = models.DecimalField(max_digits=10, decimal_places=4, default=1)
+

@@ -2,6 +2,9 @@
 
 ``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``count`` counts them, ``texts``
 lists them, ``spool`` runs ``memdb_spool``; each answers one ``@ok <json>`` or ``@error <message>`` line.
+``name-new <name>``, ``name-get <pk>`` and ``name-set <pk> <name>`` act on a model with the identity map
+($MEMDB_TEST_IDENTITY_MODEL), each as one request: ``name-get`` answers the name,
+the id() of the instance and whether a second read in the request gave the same one.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ def main() -> None:
             elif command == "spool":
                 call_command("memdb_spool", verbosity=0)
                 value = None
+            elif command.startswith("name-"):
+                mapped = apps.get_model(os.environ.get("MEMDB_TEST_IDENTITY_MODEL", "tests.Country"))
+                value = _as_request(mapped, command, argument)
             elif command == "count":
                 value = Persistent.objects.count()
             else:
@@ -41,6 +47,27 @@ def main() -> None:
             print(f"@error {json.dumps(f'{type(exc).__name__}: {exc}')}", flush=True)
         else:
             print(f"@ok {json.dumps(value)}", flush=True)
+
+
+_held: list[Any] = []
+
+
+def _as_request(model: Any, command: str, argument: str) -> Any:
+    """One command as one request: Django's handler sends these signals around a view."""
+    from django.core.signals import request_finished, request_started
+
+    request_started.send(sender=None)
+    try:
+        if command == "name-new":
+            return model.objects.create(name=argument).pk
+        pk, _, name = argument.partition(" ")
+        if command == "name-set":
+            return model.objects.filter(pk=int(pk)).update(name=name)
+        instance = model.objects.get(pk=int(pk))
+        _held.append(instance)  # as a long-lived reference of the project would
+        return [instance.name, id(instance), model.objects.get(pk=int(pk)) is instance]
+    finally:
+        request_finished.send(sender=None)
 
 
 def _die_at(point: str | None) -> None:

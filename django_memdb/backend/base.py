@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.sqlite3 import base as sqlite3_base
 
+from .. import identity
 from . import hooks, names, shared
 from .commit_hooks import CommitHooks
 from .features import DatabaseFeatures
@@ -29,6 +30,7 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         database = self.memdb_wrapper.memdb_database
         database.lock.acquire()
         try:
+            identity.statement_started(self.memdb_wrapper.alias)
             super().execute(query, params)
             self._rows = deque(super().fetchall()) if self.description is not None else None
             return self
@@ -39,6 +41,7 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         database = self.memdb_wrapper.memdb_database
         database.lock.acquire()
         try:
+            identity.statement_started(self.memdb_wrapper.alias)
             self._rows = None
             return super().executemany(query, param_list)
         finally:
@@ -147,6 +150,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignor
         with database.lock:
             if database.owns_transaction():
                 self.connection.rollback()
+                identity.rolled_back(self.alias)
                 database.track_transaction()
 
     def is_in_memory_db(self) -> bool:
@@ -175,6 +179,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignor
         database.lock.acquire()
         try:
             super()._commit()  # type: ignore[misc]
+            identity.committed(self.alias)
         finally:
             hooked, self.memdb_hooked = self.memdb_hooked, False
             database.track_transaction()
@@ -189,6 +194,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignor
         database.lock.acquire()
         try:
             super()._rollback()  # type: ignore[misc]
+            identity.rolled_back(self.alias)
         finally:
             self.memdb_hooked = False
             database.track_transaction()

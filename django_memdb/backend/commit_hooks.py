@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .. import identity
 from ..transactions import testcase_blocks_only
 
 
@@ -82,6 +83,7 @@ class CommitHooks:
 
     def _savepoint_rollback(self, sid: str) -> None:
         super()._savepoint_rollback(sid)  # type: ignore[misc]
+        identity.rolled_back(self.alias, savepoint=True)  # type: ignore[attr-defined]
         # Django drops on_commit callbacks registered inside the savepoint;
         # changes made before it may still be pending.
         self.memdb_hooked = False

@@ -18,7 +18,8 @@ from typing import Any
 
 from django.db import models
 
-from .. import capture
+from .. import capture, identity
+from ..conf import conf
 from .raw import constraints_deferred, raw_transaction
 
 
@@ -80,6 +81,8 @@ class SharedDatabase:
         """One transaction, foreign keys checked at its end."""
         with constraints_deferred(self.connection), raw_transaction(self.connection, "django_memdb_restore"):
             yield
+        # Committed outside Django's transaction hooks: no row read before it survives.
+        identity.clear(conf.MEMDB_NAME)
 
     @contextmanager
     def reloading_table(self, model: type[models.Model]) -> Iterator[None]:

@@ -16,7 +16,7 @@ from django.db import connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.utils import load_backend
 
-from .. import reconnect
+from .. import identity, reconnect
 from ..backend import hooks, shared
 from ..backend.commit_hooks import CommitHooks
 from ..conf import conf
@@ -35,12 +35,14 @@ class _Capturing:
     db: Any
 
     def execute(self, sql: Any, params: Any = None) -> Any:
+        identity.statement_started(self.db.alias)
         result = super().execute(sql, params)  # type: ignore[misc]
         if _is_write(sql):
             self.db.memdb_wrote()
         return result
 
     def executemany(self, sql: Any, param_list: Any) -> Any:
+        identity.statement_started(self.db.alias)
         result = super().executemany(sql, param_list)  # type: ignore[misc]
         if _is_write(sql):
             self.db.memdb_wrote()
@@ -105,6 +107,10 @@ class ClusterWrapper(CommitHooks):
     def memdb_wrote(self) -> None:
         if self.memdb_checking or self.memdb_flushing:
             return
+        # No triggers on a server: a write forgets the alias's rows in every thread
+        # now, and again when it commits or rolls back (see identity.py).
+        self.memdb_identity_wrote = True
+        identity.clear(self.alias)
         self.memdb_dirty = True
         self.memdb_schedule_flush()
 
@@ -121,8 +127,16 @@ class ClusterWrapper(CommitHooks):
             self.memdb_dirty = False
             hooks.installed().changes_committed(self.memdb_database, raise_errors)
 
+    memdb_identity_wrote = False
+
+    def memdb_identity_ended(self) -> None:
+        if self.memdb_identity_wrote:
+            self.memdb_identity_wrote = False
+            identity.clear(self.alias)
+
     def _commit(self) -> None:
         super()._commit()  # type: ignore[misc]
+        self.memdb_identity_ended()
         hooked, self.memdb_hooked = self.memdb_hooked, False
         if self.memdb_dirty and not hooked:
             # A manual transaction (set_autocommit(False)): no on_commit hook there.
@@ -130,6 +144,12 @@ class ClusterWrapper(CommitHooks):
 
     def _rollback(self) -> None:
         super()._rollback()  # type: ignore[misc]
+        self.memdb_identity_ended()
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        super()._savepoint_rollback(sid)
+        if self.memdb_identity_wrote:
+            identity.clear(self.alias)  # rows read after the savepoint may be gone
         self.memdb_hooked = False
         if self.memdb_dialect.vendor != "mysql":
             # MEMORY tables keep rolled-back writes and their capture rows: those

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import connections, models, transaction
 
+from .. import identity
 from ..backend import shared
 from ..conf import conf
 from .server import not_captured, server_lock
@@ -65,6 +66,7 @@ class ClusterState:
         wrapper = connections[conf.MEMDB_NAME]
         with server_lock(wrapper), transaction.atomic(using=wrapper.alias):
             yield
+        identity.clear(conf.MEMDB_NAME)
 
     @contextmanager
     def reloading_table(self, model: type[models.Model]) -> Iterator[None]:

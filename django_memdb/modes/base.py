@@ -104,6 +104,16 @@ class Mode(ABC):
     def not_stored(self, database: Any, cause: BaseException, waited: str) -> str:
         """What was lost when the exit flush failed, and what to do."""
 
+    # The identity map (identity.py) and other processes' commits.
+
+    def identity_validator(self, database: Any, alias: str) -> Any | None:
+        """What tells the map of a new connection about other processes' commits; None: none can happen."""
+        return None
+
+    def request_started(self) -> None:
+        """A request starts: what the map must forget of other processes' commits."""
+        return None
+
     def checks(self) -> list[CheckMessage]:
         """System check messages about this mode's settings."""
         return []

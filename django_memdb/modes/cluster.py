@@ -12,6 +12,7 @@ from typing import Any
 from django.core.checks import CheckMessage
 from django.db import connections, models
 
+from .. import identity
 from ..cluster import checks, engines, state
 from ..cluster import lifecycle as tables
 from ..cluster import spool as cluster_spool
@@ -60,6 +61,10 @@ class ClusterMode(Mode):
             f"tables, where the next flush of any process of the cluster stores them, unless the server "
             f"loses those tables first."
         )
+
+    def request_started(self) -> None:
+        # Other processes' commits are seen from the next request on.
+        identity.clear(conf.MEMDB_NAME)
 
     def checks(self) -> list[CheckMessage]:
         return checks.check_cluster()

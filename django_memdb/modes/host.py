@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models
 
-from .. import lease, registry, spool
+from .. import identity_sqlite, lease, registry, spool
 from ..backend import host, shared
 from ..backend.hooks import OpenSQLite
 from ..conf import conf
@@ -109,6 +109,10 @@ class HostMode(SQLiteMode):
                         return
                 lease.record(database, generation)
                 host.write_marker(database.connection, *lease.marker(database))
+
+    def identity_validator(self, database: Any, alias: str) -> Any | None:
+        # Other processes of the host commit to the same file.
+        return identity_sqlite.host_validator(database, alias)
 
     # Blocked tables, refused by every process of the host.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from django_memdb.mixins import InMemoryDB, PeristentInMemoryDB
+from django_memdb.mixins import IdentityMapped, InMemoryDB, PeristentInMemoryDB
 
 
 class Entry(models.Model, PeristentInMemoryDB):
@@ -32,3 +32,7 @@ class OddName(models.Model, PeristentInMemoryDB):
 
     class Meta:
         db_table = "cluster_app's"
+class Label(models.Model, InMemoryDB, IdentityMapped):
+    """Read through the identity map; shared by every process, never stored."""
+
+    name = models.CharField(max_length=50)

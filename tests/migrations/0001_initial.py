@@ -183,4 +183,41 @@ class Migration(migrations.Migration):
             },
             bases=(models.Model, django_memdb.mixins.PeristentInMemoryDB),
         ),
+        migrations.CreateModel(
+            name='Country',
+            fields=[
+                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('code', models.CharField(blank=True, max_length=2)),
+                ('name', models.CharField(max_length=50)),
+                ('population', models.IntegerField(default=0)),
+            ],
+            bases=(models.Model, django_memdb.mixins.PeristentInMemoryDB, django_memdb.mixins.IdentityMapped),
+        ),
+        migrations.CreateModel(
+            name='Currency',
+            fields=[
+                ('code', models.CharField(max_length=3, primary_key=True, serialize=False)),
+                ('rate', models.DecimalField(decimal_places=4, default=1, max_digits=10)),
+            ],
+            bases=(models.Model, django_memdb.mixins.InMemoryDB),
+        ),
+        migrations.CreateModel(
+            name='City',
+            fields=[
+                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=50)),
+                ('country', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cities', to='tests.country')),
+            ],
+            bases=(models.Model, django_memdb.mixins.PeristentInMemoryDB),
+        ),
+        migrations.CreateModel(
+            name='CounterMapped',
+            fields=[
+                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=50)),
+                ('value', models.IntegerField(default=0)),
+                ('group', models.IntegerField(default=0)),
+            ],
+            bases=(models.Model, django_memdb.mixins.InMemoryDB, django_memdb.mixins.IdentityMapped),
+        ),
     ]
