@@ -13,7 +13,8 @@ class MemDBConfig(AppConfig):
 
     def ready(self) -> None:
         # Django's convention: checks and receivers register when imported here.
-        from . import checks, identity_install, identity_receivers, lifecycle, receivers  # noqa: F401
+        from . import bounds, checks, identity_install, identity_receivers, lifecycle, receivers  # noqa: F401
 
         lifecycle.install()
         identity_install.install_relations()
+        bounds.connect_receivers()

@@ -14,6 +14,8 @@ from . import identity, modes, registry
 from .backend import names
 from .backend.names import ENGINE, EXAMPLE_NAME
 from .conf import DURABILITY_CHOICES, MODE_CHOICES, conf
+from .limit_checks import _subclasses
+from .limit_checks import check_expiry_and_bounds as check_expiry_and_bounds
 from .mixins import InMemoryDB, PeristentInMemoryDB
 from .router import MemDB
 
@@ -115,13 +117,6 @@ def check_relations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     )
                 )
     return errors
-
-
-def _subclasses(cls: type) -> Iterator[Any]:
-    sub: Any
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
 
 
 @register(Tags.models)

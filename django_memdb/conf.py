@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "MEMDB_HOST_DIRECTORY": None,
     "MEMDB_CLUSTER_DATABASE": None,
     "MEMDB_IDENTITY_FLUSH_AT_REQUEST_END": False,
+    "MEMDB_EXPIRY_INTERVAL": 1.0,
 }
 
 
@@ -99,6 +100,11 @@ class Settings:
     @property
     def MEMDB_IDENTITY_FLUSH_AT_REQUEST_END(self) -> bool:
         return bool(self._get("MEMDB_IDENTITY_FLUSH_AT_REQUEST_END"))
+
+    @property
+    def MEMDB_EXPIRY_INTERVAL(self) -> float:
+        """Seconds between purges of expired rows: how long past its expiry a row may still be read."""
+        return self._get("MEMDB_EXPIRY_INTERVAL")
 
 
 conf = Settings()

@@ -20,7 +20,7 @@ from django.db.models.fields.related_descriptors import (
 from django.db.models.lookups import Exact
 from django.db.models.query import ModelIterable
 
-from . import identity
+from . import expiry, identity
 
 _NOTHING_DEFERRED: tuple[frozenset[str], bool] = (frozenset(), True)
 
@@ -47,6 +47,9 @@ class ModelInfo:
         self.cached_alias: str | None = None
         self.mapped = identity.is_mapped(model)
         self.shared = bool(getattr(model, "memdb_identity_shared", False))
+        # An expiring model is purged before the map answers, as the router
+        # purges before the ORM reads: the map never outlives the read window.
+        self.expiring = expiry.declared(model) is not None
 
     def alias(self) -> str:
         """The alias the routers read this model from (cached; see clear_aliases)."""
@@ -91,6 +94,8 @@ def _lookup_kwargs(model: type[models.Model], using: str | None, kwargs: dict[st
     pk = info.clean(value)
     if pk is None:
         return None
+    if info.expiring:
+        expiry.before_use(model)
     return identity.lookup(using or info.alias(), model, pk)
 
 
@@ -114,6 +119,8 @@ class IdentityManagerMixin:
             if name in info.names:
                 pk = value if type(value) is info.native else info.clean(value)
                 if pk is not None:
+                    if info.expiring:
+                        expiry.before_use(model)
                     found = identity.lookup(self._db or info.cached_alias or info.alias(), model, pk)
                     if found is not None:
                         return found
@@ -180,6 +187,8 @@ class IdentityQuerySetMixin:
         if _plain(self):
             pk = _pk_filter(self)
             if pk is not None:
+                if info_for(self.model).expiring:
+                    expiry.before_use(self.model)
                 found = identity.lookup(self._memdb_alias(), self.model, pk)
                 if found is not None:
                     return found
@@ -193,6 +202,8 @@ class IdentityQuerySetMixin:
         if id_list is None or field_name not in info.names or self.query.where.children or not _plain(self):
             return super().in_bulk(id_list, field_name=field_name)  # type: ignore[misc]
         alias = self._memdb_alias()
+        if info.expiring:
+            expiry.before_use(self.model)
         found: dict[Any, Any] = {}
         missing = []
         for value in id_list:
@@ -233,6 +244,8 @@ class _FastForward:
             if pk is not None:
                 related = field.remote_field.model
                 info = _infos.get(related) or info_for(related)
+                if info.expiring:
+                    expiry.before_use(related)
                 found = identity.lookup(info.cached_alias or info.alias(), related, pk)
                 if found is not None:
                     if not field.remote_field.multiple:

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import connections, models
 
-from . import capture, modes, registry, restore, services
+from . import bounds, capture, expiry, modes, registry, restore, services
 from .backend import hooks, shared
 from .backend.hooks import Opening
 from .conf import conf
@@ -86,11 +86,9 @@ def reinstall_triggers() -> None:
     for database in shared.all_databases():
         if database.ready:
             with database.lock:
-                existing = capture.existing_tables(database.connection)
-                capture.install_triggers(
-                    database.connection,
-                    [m for m in registry.persistent_models() if m._meta.db_table in existing],
-                )
+                conn = database.connection
+                capture.install_triggers(conn, capture.existing_models(conn, registry.persistent_models()))
+                bounds.install_triggers(conn, capture.existing_models(conn, bounds.bounded_models()))
 
 
 def restore_rows(database: Any, query: Iterable[PersistentStorage] | None) -> None:
@@ -132,8 +130,10 @@ class _Hooks:
     def connected(self, wrapper: Any) -> None:
         modes.current().first_use(wrapper)
         database = wrapper.memdb_database
-        if database.ready and registry.persistent_models():
-            services.start(database)
+        if database.ready:
+            if registry.persistent_models():
+                services.start(database)
+            expiry.start_purger()
 
     def changes_committed(self, database: Any, raise_errors: bool) -> None:
         modes.current().changes_committed(database, raise_errors)

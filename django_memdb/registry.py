@@ -9,7 +9,7 @@ from django.apps import apps
 from django.db import models
 from django.db.models.base import ModelBase
 
-from .mixins import InMemoryDB, PeristentInMemoryDB
+from .tags import InMemoryDB, PeristentInMemoryDB
 
 
 def _owner(model: type[models.Model]) -> type[models.Model] | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, models
 
-from . import lifecycle, registry
+from . import expiry, lifecycle, registry
 from .conf import conf
 
 
@@ -22,6 +22,7 @@ class MemDB:
         alias = conf.MEMDB_NAME
         if registry.is_in_memory(model):
             lifecycle.ensure_usable(model, write)
+            expiry.before_use(model)
             return alias
         instance = hints.get("instance")
         if instance is not None and getattr(instance._state, "db", None) == alias:

@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "tests",
     "tests.fk_app",
     "tests.mixed_app",
+    "tests.expiry_app",
 ]
 
 MIDDLEWARE = [
@@ -56,6 +57,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 MEMDB_DURABILITY = os.environ.get("MEMDB_TEST_DURABILITY", "commit")
 MEMDB_FLUSH_INTERVAL = float(os.environ.get("MEMDB_TEST_FLUSH_INTERVAL", "1.0"))
 MEMDB_MODE = os.environ.get("MEMDB_TEST_MODE", "process")
+if "MEMDB_TEST_EXPIRY_INTERVAL" in os.environ:
+    MEMDB_EXPIRY_INTERVAL = float(os.environ["MEMDB_TEST_EXPIRY_INTERVAL"])
 if "MEMDB_TEST_LEASE_SECONDS" in os.environ:
     MEMDB_LEASE_SECONDS = float(os.environ["MEMDB_TEST_LEASE_SECONDS"])
 if "MEMDB_TEST_HOST_DIRECTORY" in os.environ:

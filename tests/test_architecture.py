@@ -25,12 +25,15 @@ LAYERS: list[tuple[str, list[str]]] = [
         "base",
         [
             "django_memdb", "django_memdb.conf", "django_memdb.settings", "django_memdb.exceptions",
-            "django_memdb.mixins", "django_memdb.signals", "django_memdb.registry", "django_memdb.transactions",
+            "django_memdb.mixins", "django_memdb.tags", "django_memdb.signals", "django_memdb.registry",
+            "django_memdb.transactions",
             "django_memdb.models", "django_memdb.migrations", "django_memdb.migrations.*", "django_memdb.reconnect",
             # The identity map: the tags (mixins) install its managers when a model class is prepared,
             # and the engine tells it of statements, commits and rollbacks.
             "django_memdb.identity", "django_memdb.identity_install", "django_memdb.identity_manager",
             "django_memdb.identity_sqlite",
+            # Expiring and bounded models: the router and the identity map purge, the engine evicts.
+            "django_memdb.expiry", "django_memdb.bounds",
         ],
     ),
     (
@@ -55,7 +58,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "operations",
         [
             "django_memdb.router", "django_memdb.dbrouter", "django_memdb.receivers", "django_memdb.identity_receivers",
-            "django_memdb.checks",
+            "django_memdb.checks", "django_memdb.limit_checks",
             "django_memdb.admin", "django_memdb.inspection", "django_memdb.inspection.*", "django_memdb.rewrite",
             "django_memdb.tools", "django_memdb.tools.*", "django_memdb.management", "django_memdb.management.*",
             "django_memdb.apps", "django_memdb.demo", "django_memdb.demo.*",

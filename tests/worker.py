@@ -1,10 +1,11 @@
 """A long-lived process of the test project that obeys commands on stdin.
 
-``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``count`` counts them, ``texts``
-lists them, ``spool`` runs ``memdb_spool``; each answers one ``@ok <json>`` or ``@error <message>`` line.
-``name-new <name>``, ``name-get <pk>`` and ``name-set <pk> <name>`` act on a model with the identity map
-($MEMDB_TEST_IDENTITY_MODEL), each as one request: ``name-get`` answers the name,
-the id() of the instance and whether a second read in the request gave the same one.
+``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``create <json>`` one with
+these fields, ``count`` counts them, ``raw-count`` too but in SQL (no router, so no purge of expired
+rows), ``texts`` lists them, ``spool`` runs ``memdb_spool``; each answers one ``@ok <json>`` or
+``@error <message>`` line. ``name-new <name>``, ``name-get <pk>`` and ``name-set <pk> <name>`` act on a
+model with the identity map ($MEMDB_TEST_IDENTITY_MODEL), each as one request: ``name-get`` answers the
+name, the id() of the instance and whether a second read in the request gave the same one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
     django.setup()
     from django.apps import apps
     from django.core.management import call_command
+    from django.db import connections
 
     # The cluster tests use a model that fits MEMORY tables.
     Persistent = apps.get_model(os.environ.get("MEMDB_TEST_WORKER_MODEL", "tests.Persistent"))
@@ -33,6 +35,12 @@ def main() -> None:
         try:
             if command == "write":
                 value: object = Persistent.objects.create(text=argument).pk
+            elif command == "create":
+                value = Persistent.objects.create(**json.loads(argument)).pk
+            elif command == "raw-count":
+                with connections["django_memdb"].cursor() as cursor:
+                    cursor.execute(f'SELECT count(*) FROM "{Persistent._meta.db_table}"')
+                    value = cursor.fetchone()[0]
             elif command == "spool":
                 call_command("memdb_spool", verbosity=0)
                 value = None

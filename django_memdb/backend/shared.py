@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import models
 
-from .. import capture, identity
+from .. import bounds, capture, identity
 from ..conf import conf
 from .raw import constraints_deferred, raw_transaction
 
@@ -54,6 +54,7 @@ class SharedDatabase:
         # The last flush error, None once a flush succeeded.
         self.pending_error: Exception | None = None
         connection.create_function("django_memdb_changed", 0, self._mark_dirty)
+        bounds.register_functions(connection)
 
     def _mark_dirty(self) -> None:
         self.dirty = True

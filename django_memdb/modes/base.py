@@ -22,6 +22,8 @@ from ..backend.hooks import OpenSQLite
 
 class Mode(ABC):
     name: str = ""
+    # Whether memdb_max_rows (bounds.py) is enforced: SQLite triggers.
+    enforces_row_bounds = True
 
     # Opening and sharing (backend.hooks.Opening): by default one SQLite
     # database per NAME, shared by the threads of this process.

@@ -14,7 +14,7 @@ from typing import Any
 from django.core.management import call_command
 from django.db import connections, models
 
-from .. import capture, lease, registry, restore, spool
+from .. import bounds, capture, expiry, lease, registry, restore, spool
 from ..backend import shared
 from ..conf import conf
 from .base import Mode
@@ -49,6 +49,8 @@ class SQLiteMode(Mode):
                 )
                 conn = database.connection
                 capture.install_change_table(conn)
+                # Before the restore: a restored table keeps its bound too.
+                bounds.install_triggers(conn, capture.existing_models(conn, bounds.bounded_models()))
                 persistent = registry.persistent_models()
                 if reused:
                     self.adopt(database)
@@ -56,8 +58,8 @@ class SQLiteMode(Mode):
                     restore.restore_at_start(database)
                 if not reused:
                     self.loaded(database)
-                existing = capture.existing_tables(conn)
-                capture.install_triggers(conn, [m for m in persistent if m._meta.db_table in existing])
+                capture.install_triggers(conn, capture.existing_models(conn, persistent))
+                expiry.forget_purges()  # a new database: purge at the first use
                 database.ready = True
             finally:
                 database.bootstrapping = None

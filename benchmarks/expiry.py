@@ -1,0 +1,111 @@
+"""Purging expired rows: the longest pause another thread sees, and the purge throughput.
+
+Run from the repository root (not part of the test suite)::
+
+    python -m benchmarks.expiry [--rows 100000] [--model token|grant]
+
+``token`` is a persistent model (each purge batch is journaled to the default
+database, a SQLite file under $TMPDIR); ``grant`` is in memory only and has a
+cascading foreign key pointing at it. While the rows are purged, another thread
+reads a different in-memory table in a loop, as the requests of a server would;
+its slowest read is the longest pause the purge caused (the target is 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setup(directory: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    os.environ["MEMDB_TEST_DATABASE"] = "sqlite"
+    os.environ["MEMDB_TEST_DB_NAME"] = os.path.join(directory, "default.sqlite3")
+    # Only the purge measured here runs: no purger thread, no purge by the reads.
+    os.environ["MEMDB_TEST_EXPIRY_INTERVAL"] = "3600"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def run(rows: int, model_name: str) -> dict[str, float]:
+    from django.utils import timezone
+
+    from django_memdb import expiry
+    from tests.expiry_app.models import Grant, Latest, Token
+
+    model = Token if model_name == "token" else Grant
+    Latest.objects.create(text="read by the other thread")
+    old = timezone.now() - datetime.timedelta(days=1)
+    for start in range(0, rows, 10_000):
+        model.objects.bulk_create([model(text=str(n), created=old) for n in range(start, min(rows, start + 10_000))])
+    model.objects.filter(pk=0).exists()  # the first use purges (nothing): now only ours runs
+
+    pauses: list[float] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            began = time.perf_counter()
+            Latest.objects.filter(text="read by the other thread").exists()
+            pauses.append(time.perf_counter() - began)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.2)  # the reader runs before the purge starts
+    began = time.perf_counter()
+    purged = expiry.purge(model)
+    seconds = time.perf_counter() - began
+    done.set()
+    thread.join()
+    assert purged == rows and model.objects.count() == 0, (purged, rows)
+    return {
+        "rows": rows,
+        "purge_seconds": seconds,
+        "rows_per_second": rows / seconds,
+        "longest_pause_ms": max(pauses) * 1000,
+        "median_read_ms": statistics.median(pauses) * 1000,
+        "p99_read_ms": statistics.quantiles(pauses, n=100)[98] * 1000,
+        "reads": len(pauses),
+        "batch": expiry.BATCH,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.expiry", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--model", choices=("token", "grant"), default="token")
+    options = parser.parse_args(argv)
+    directory = tempfile.mkdtemp()
+    # Registered before Django's: removed after the exit flush of django-memdb.
+    atexit.register(shutil.rmtree, directory, True)
+    _setup(directory)
+    result = run(options.rows, options.model)
+    print(f"purge of {result['rows']:,} expired rows ({options.model}, batches of {result['batch']}):")
+    print(f"  {result['purge_seconds']:.2f} s, {result['rows_per_second']:,.0f} rows/s")
+    print(
+        f"  another thread's reads: {result['reads']:,}, median {result['median_read_ms']:.2f} ms, "
+        f"99th percentile {result['p99_read_ms']:.1f} ms, "
+        f"longest pause {result['longest_pause_ms']:.1f} ms (target: at most 50 ms)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
