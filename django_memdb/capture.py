@@ -68,6 +68,49 @@ def install_triggers(connection: sqlite3.Connection, model_list: Iterable[type[m
         )
 
 
+def _aside(table: str) -> str:
+    return "temp." + _quote(f"django_memdb_seeded_{table}")
+
+
+def with_rows(connection: sqlite3.Connection, model_list: Iterable[type[models.Model]]) -> list[type[models.Model]]:
+    """The models whose table holds rows (before the restore: rows that migrations seeded)."""
+    return [
+        model for model in model_list
+        if connection.execute(f"SELECT 1 FROM {_quote(model._meta.db_table)} LIMIT 1").fetchone() is not None
+    ]
+
+
+def _columns(model: type[models.Model]) -> str:
+    # Generated columns cannot be inserted: SQLite computes them again.
+    return ", ".join(
+        _quote(field.column) for field in model._meta.concrete_fields if not getattr(field, "generated", False)
+    )
+
+
+def set_aside(connection: sqlite3.Connection, model_list: Iterable[type[models.Model]]) -> None:
+    """Move the rows that migrations left in these tables (a seed) into temporary
+    tables, so that the restore loads storage into empty tables. Call before
+    the triggers exist: nothing is recorded."""
+    for model in model_list:
+        table = _quote(model._meta.db_table)
+        connection.execute(
+            f"CREATE TEMP TABLE {_aside(model._meta.db_table)} AS SELECT {_columns(model)} FROM {table}"
+        )
+        connection.execute(f"DELETE FROM {table}")
+
+
+def put_back(connection: sqlite3.Connection, model_list: Iterable[type[models.Model]]) -> None:
+    """Insert the rows set aside whose key the table does not hold (a stored row
+    wins); with the triggers installed, each one is recorded as a change."""
+    for model in model_list:
+        aside = _aside(model._meta.db_table)
+        columns = _columns(model)
+        connection.execute(
+            f"INSERT OR IGNORE INTO {_quote(model._meta.db_table)} ({columns}) SELECT {columns} FROM {aside}"
+        )
+        connection.execute(f"DROP TABLE {aside}")
+
+
 def drop_triggers(connection: sqlite3.Connection, model: type[models.Model]) -> None:
     for name in _trigger_names(model._meta.db_table):
         connection.execute(f"DROP TRIGGER IF EXISTS {_quote(name)}")

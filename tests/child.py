@@ -246,6 +246,18 @@ def action_seeded(options: argparse.Namespace) -> None:
         if grades is not None:
             grades.objects.filter(name="c").update(name="c, renamed")
             grades.objects.create(name="d")
+    elif options.tag == "delete" and grades is not None:
+        grades.objects.filter(name="a").delete()
+
+
+def action_stored_grades(options: argparse.Namespace) -> None:
+    """What storage holds for tests.seed_app's Grade, read without starting the in-memory database."""
+    from django.apps import apps
+
+    from tests.storage_view import stored
+
+    state = stored(apps.get_model("seed_app", "Grade"))
+    emit("stored", sorted([pk, fields["name"]] for pk, fields in state.items()))
 
 
 def action_rollback(options: argparse.Namespace) -> None:

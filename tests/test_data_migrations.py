@@ -87,12 +87,61 @@ def test_first_use_in_a_fresh_process_seeds_the_in_memory_tables(
     assert again["colours"] == ["red", "green", "blue"]
 
 
+SEEDED = "tests.settings_seeded"
+SEED = [[1, "a"], [2, "b"], [3, "c"]]
+
+
+def _stored_grades(scratch: Scratch) -> list[list[object]]:
+    return scratch.run("stored-grades", settings=SEEDED)["stored"]
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("mode", ["process", "host"])
+def test_the_seed_of_a_persistent_table_is_stored_at_the_first_start(
+    scratch: Scratch, tmp_path: Path, mode: str
+) -> None:
+    env = {"MEMDB_TEST_MODE": mode, "MEMDB_TEST_HOST_DIRECTORY": str(tmp_path)}
+    first = scratch.start("seeded", settings=SEEDED, env=env)
+    assert first.wait_for("grades") == SEED
+    assert _stored_grades(scratch) == SEED  # while it runs: no exit flush needed
+    if mode == "host":  # a second process reuses the shared file: nothing recorded again
+        second = scratch.start("seeded", settings=SEEDED, env=env)
+        assert second.wait_for("grades") == SEED
+        second.send(signal.SIGKILL).check(KILLED)
+    first.send(signal.SIGKILL).check(KILLED)
+    assert _stored_grades(scratch) == SEED
+    assert [s.kind for s in scratch.stored_for("Grade")] == ["snapshot"]  # stored once
+    assert "no difference" in scratch.manage("memdb_verify", settings=SEEDED).stdout
+
+
+@pytest.mark.processes
+def test_memdb_spool_rewrite_works_with_a_seeded_persistent_table(scratch: Scratch) -> None:
+    result = scratch.run("rewrite", settings=SEEDED)
+    assert "refused" not in result, result.describe()
+    assert _stored_grades(scratch) == SEED
+
+
 @pytest.mark.processes
 def test_a_seeded_persistent_table_keeps_its_changes_without_duplicates(scratch: Scratch) -> None:
-    seeded = "tests.settings_seeded"
-    first = scratch.start("seeded", "--tag", "1", settings=seeded)
-    assert first.wait_for("grades") == [[1, "a"], [2, "b"], [3, "c"]]
+    first = scratch.start("seeded", "--tag", "1", settings=SEEDED)
+    assert first.wait_for("grades") == SEED
     first.send(signal.SIGKILL).check(KILLED)
-    for _ in range(2):  # seeded at each start, then the stored rows on top, by primary key
-        again = scratch.run("seeded", settings=seeded)
-        assert again["grades"] == [[1, "a"], [2, "b"], [3, "c, renamed"], [4, "d"]]
+    expected = [[1, "a"], [2, "b"], [3, "c, renamed"], [4, "d"]]
+    assert _stored_grades(scratch) == expected
+    entries = len(scratch.stored_for("Grade"))
+    for _ in range(2):  # seeded at each start, the stored rows win by primary key
+        again = scratch.run("seeded", settings=SEEDED)
+        assert again["grades"] == expected
+        assert _stored_grades(scratch) == expected
+    # Every seeded key was stored: later starts record nothing, so journal nothing.
+    assert len(scratch.stored_for("Grade")) == entries
+    assert "no difference" in scratch.manage("memdb_verify", settings=SEEDED).stdout
+
+
+@pytest.mark.processes
+def test_a_seeded_row_deleted_at_run_time_is_seeded_and_stored_again(scratch: Scratch) -> None:
+    scratch.run("seeded", "--tag", "delete", settings=SEEDED)
+    assert _stored_grades(scratch) == SEED[1:]
+    again = scratch.run("seeded", settings=SEEDED)
+    assert again["grades"] == SEED
+    assert _stored_grades(scratch) == SEED

@@ -9,17 +9,39 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.management import call_command
 from django.db import connections, models
 
-from .. import bounds, capture, expiry, lease, registry, restore, spool
+from .. import bounds, capture, expiry, lease, registry, restore, spool, storage
 from ..backend import shared
 from ..conf import conf
 from .base import Mode
 
 logger = logging.getLogger("django_memdb")
+
+
+def restore_over_seeds(database: shared.SharedDatabase, persistent: Iterable[type[models.Model]]) -> None:
+    """Restore storage, then put back the seeded rows it holds no key of, as changes.
+
+    Data migrations ran on the fresh database just before: their rows are set
+    aside, storage is loaded into the empty tables, and the seeded rows whose
+    primary key storage did not fill go back in with the triggers on, so the
+    next flush stores them and memory equals storage. A stored row of the same
+    key wins. One transaction, foreign keys checked at its end.
+    """
+    conn = database.connection
+    seeded = capture.with_rows(conn, capture.existing_models(conn, persistent))
+    if not seeded or not storage.storage_table_exists(connections[conf.MEMDB_SPOOL_DATABASE]):
+        restore.restore_at_start(database)  # without storage it warns: nowhere to store a seed either
+        return
+    with database.reloading():
+        capture.set_aside(conn, seeded)
+        restore.restore_at_start(database)
+        capture.install_triggers(conn, seeded)
+        capture.put_back(conn, seeded)
 
 
 class SQLiteMode(Mode):
@@ -55,7 +77,7 @@ class SQLiteMode(Mode):
                 if reused:
                     self.adopt(database)
                 elif persistent:
-                    restore.restore_at_start(database)
+                    restore_over_seeds(database, persistent)
                 if not reused:
                     self.loaded(database)
                 capture.install_triggers(conn, capture.existing_models(conn, persistent))
