@@ -7,7 +7,7 @@ with open("README.rst", encoding="utf-8") as readme:
 
 setup(
     name="django-memdb",
-    version="1.1.0",
+    version="1.2.0",
     description="Django models whose tables live in memory, optionally persisted to the default database.",
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/x-rst",
@@ -22,6 +22,8 @@ setup(
         "test": ["pytest>=7", "pytest-django>=4.5", "psycopg[binary]>=3.1", "gunicorn>=21"],
         "mysql": ["mysqlclient>=2.2"],
         "postgresql": ["psycopg[binary]>=3.1"],
+        # benchmarks/cache.py: the backends MemDBCache is compared with, and its plot.
+        "bench": ["django-redis>=5", "pymemcache>=4", "django-lrucache-backend>=4", "matplotlib>=3.5"],
     },
     keywords=["django", "django-integrator", "in-memory", "sqlite"],
     classifiers=[

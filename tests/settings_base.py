@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "tests.fk_app",
     "tests.mixed_app",
     "tests.expiry_app",
+    "django_memdb.cache",
 ]
 
 MIDDLEWARE = [
@@ -76,3 +77,15 @@ LOGGING = {
 }
 
 STATIC_URL = "/static/"
+
+# MemDBCache (django_memdb.cache); the default cache stays Django's.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "memdb": {"BACKEND": "django_memdb.cache.MemDBCache", "LOCATION": "tests", "OPTIONS": {"MAX_ENTRIES": 1000}},
+    "memdb_persistent": {
+        "BACKEND": "django_memdb.cache.MemDBCache", "LOCATION": "tests-persistent",
+        "OPTIONS": {"MAX_ENTRIES": 1000, "PERSISTENT": True},
+    },
+}
+SESSION_ENGINE = os.environ.get("MEMDB_TEST_SESSION_ENGINE", "django.contrib.sessions.backends.db")
+SESSION_CACHE_ALIAS = "memdb"

@@ -62,6 +62,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "django_memdb.admin", "django_memdb.inspection", "django_memdb.inspection.*", "django_memdb.rewrite",
             "django_memdb.tools", "django_memdb.tools.*", "django_memdb.management", "django_memdb.management.*",
             "django_memdb.apps", "django_memdb.demo", "django_memdb.demo.*",
+            "django_memdb.cache", "django_memdb.cache.*",
         ],
     ),
 ]
@@ -173,11 +174,21 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 IMPORTS = _imports()
 
 
+def _packages(module: str) -> list[str]:
+    """The packages that importing ``module`` initialises first (the root's __init__ imports nothing)."""
+    parts = module.split(".")
+    return [".".join(parts[:end]) for end in range(2, len(parts))]
+
+
 def test_the_import_graph_has_no_cycle() -> None:
     edges: dict[str, set[str]] = {}
     for each in IMPORTS:
-        if each.target.startswith(NAME) and each.target != each.module:
-            edges.setdefault(each.module, set()).add(each.target)
+        if not each.target.startswith(NAME) or each.target == each.module:
+            continue
+        own = set(_packages(each.module)) | {each.module}
+        for target in [*_packages(each.target), each.target]:
+            if target not in own:  # a package's own modules import each other while it initialises
+                edges.setdefault(each.module, set()).add(target)
     assert _cycles(edges) == []
 
 

@@ -6,4 +6,5 @@ from tests import views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("items/", views.items),
+    path("session/", views.session),
 ]

@@ -16,3 +16,11 @@ def items(request: HttpRequest) -> JsonResponse:
         Persistent.objects.create(text=request.POST.get("text", ""))
     texts = list(Persistent.objects.order_by("id").values_list("text", flat=True))
     return JsonResponse({"texts": texts, "pid": os.getpid()})
+
+
+@csrf_exempt
+def session(request: HttpRequest) -> JsonResponse:
+    """POST stores ``text`` in the session; both answer what the session holds and who answered."""
+    if request.method == "POST":
+        request.session["text"] = request.POST.get("text", "")
+    return JsonResponse({"text": request.session.get("text"), "key": request.session.session_key, "pid": os.getpid()})

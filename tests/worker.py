@@ -2,10 +2,11 @@
 
 ``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``create <json>`` one with
 these fields, ``count`` counts them, ``raw-count`` too but in SQL (no router, so no purge of expired
-rows), ``texts`` lists them, ``spool`` runs ``memdb_spool``; each answers one ``@ok <json>`` or
-``@error <message>`` line. ``name-new <name>``, ``name-get <pk>`` and ``name-set <pk> <name>`` act on a
-model with the identity map ($MEMDB_TEST_IDENTITY_MODEL), each as one request: ``name-get`` answers the
-name, the id() of the instance and whether a second read in the request gave the same one.
+rows), ``texts`` lists them, ``spool`` runs ``memdb_spool``, ``cache ["alias", "method", args...]``
+calls a method of a cache; each answers one ``@ok <json>`` or ``@error <message>`` line.
+``name-new <name>``, ``name-get <pk>`` and ``name-set <pk> <name>`` act on a model with the identity
+map ($MEMDB_TEST_IDENTITY_MODEL), each as one request: ``name-get`` answers the name, the id() of the
+instance and whether a second read in the request gave the same one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     django.setup()
     from django.apps import apps
+    from django.core.cache import caches
     from django.core.management import call_command
     from django.db import connections
 
@@ -47,6 +49,9 @@ def main() -> None:
             elif command.startswith("name-"):
                 mapped = apps.get_model(os.environ.get("MEMDB_TEST_IDENTITY_MODEL", "tests.Country"))
                 value = _as_request(mapped, command, argument)
+            elif command == "cache":
+                alias, method, *arguments = json.loads(argument)
+                value = getattr(caches[alias], method)(*arguments)
             elif command == "count":
                 value = Persistent.objects.count()
             else:

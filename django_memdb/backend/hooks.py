@@ -21,6 +21,10 @@ OpenSQLite = Callable[[dict[str, Any]], Any]
 class Opening(Protocol):
     """How a mode opens and shares the in-memory database (modes/base.py implements it)."""
 
+    # False: a SQLite database of the process or the host (a SharedDatabase);
+    # True: the tables of a server every process shares (cluster mode).
+    tables_on_server: bool
+
     def wrapper(self, settings_dict: dict[str, Any], alias: str) -> Any | None:
         """Another wrapper for the alias, or None for the SQLite engine itself."""
 
@@ -50,6 +54,8 @@ class Hooks(Protocol):
 
 class PlainOpening:
     """One SQLite database per NAME, shared by the threads of this process."""
+
+    tables_on_server = False
 
     def wrapper(self, settings_dict: dict[str, Any], alias: str) -> Any | None:
         return None

@@ -22,6 +22,8 @@ from ..backend.hooks import OpenSQLite
 
 class Mode(ABC):
     name: str = ""
+    # Where the tables live (backend.hooks.Opening).
+    tables_on_server = False
     # Whether memdb_max_rows (bounds.py) is enforced: SQLite triggers.
     enforces_row_bounds = True
 

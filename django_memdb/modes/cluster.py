@@ -22,6 +22,7 @@ from .base import Mode
 
 class ClusterMode(Mode):
     name = "cluster"
+    tables_on_server = True
     enforces_row_bounds = False  # no eviction triggers on the server (check E016)
 
     def wrapper(self, settings_dict: dict[str, Any], alias: str) -> Any | None:

@@ -1,0 +1,270 @@
+"""Cache entries in the SQLite in-memory database (modes ``process`` and ``host``).
+
+Every operation is one or two prepared statements on the process's shared
+connection, under its lock (an open transaction of another thread holds it).
+The ORM would cost about 100 µs a statement; these cost a few.
+
+Bookkeeping stays inside the database, so that in ``host`` mode every process
+of the host agrees on it: a state row per cache counts the entries and hands
+out recency stamps, and triggers keep the count and evict the least recently
+used entries when an insert takes the cache past its bound (expired entries
+first), in the transaction of that insert.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connections
+
+from ..backend.shared import SharedDatabase
+from ..conf import conf
+
+STATE = "django_memdb_cache_state"
+
+# Unix time in SQL (unixepoch('subsec') needs SQLite 3.42).
+_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+_LIVE = "(expires IS NULL OR expires > ?)"
+
+
+def _quote(name: str) -> str:
+    return '"{}"'.format(name.replace('"', '""'))
+
+
+def _literal(value: str) -> str:
+    return "'{}'".format(value.replace("'", "''"))
+
+
+class SQLiteStore:
+    """The entries of one cache (one namespace) in one table of the in-memory database."""
+
+    def __init__(self, database: SharedDatabase, table: str, cache: str, max_entries: int, cull: int) -> None:
+        self.database = database
+        self.connection = database.connection
+        self.lock = database.lock
+        self.cache = cache
+        t = _quote(table)
+        state = f"(SELECT {{}} FROM {STATE} WHERE tbl = {_literal(table)} AND cache = ?)"
+        seq = state.format("seq")
+        self._table = table
+        self._setup_sql = self._setup_statements(table, t)
+        self._state_sql = (
+            f"INSERT INTO {STATE} (tbl, cache, entries, seq, max_entries, cull) "
+            f"VALUES ({_literal(table)}, ?, (SELECT count(*) FROM {t} WHERE cache = ?), "
+            f"coalesce((SELECT max(accessed) + 1 FROM {t} WHERE cache = ?), 0), ?, ?) "
+            f"ON CONFLICT (tbl, cache) DO UPDATE SET entries = excluded.entries, "
+            f"seq = max(seq, excluded.seq), max_entries = excluded.max_entries, cull = excluded.cull"
+        )
+        self._params_state = (cache, cache, cache, max_entries, cull)
+        self._get = f"SELECT value, kind, expires, accessed FROM {t} WHERE key = ?"
+        self._get_many = f"SELECT key, value, kind, expires, accessed FROM {t} WHERE key IN ({{}})"
+        self._seq = f"SELECT seq FROM {STATE} WHERE tbl = {_literal(table)} AND cache = ?"
+        # An entry read while older than this many inserts gets a new stamp: recently read
+        # entries stay out of the evicted part without a write on every read.
+        self.window = max(1, (max_entries - max(cull, 0)) // 2)
+        self.seq = 0
+        self._reads = 0
+        self.provisional = False
+        self._bump = f"UPDATE {t} SET accessed = {seq} WHERE key = ?"
+        self._drop_expired = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
+        columns = f"INSERT INTO {t} (key, cache, value, kind, expires, accessed) VALUES (?, ?, ?, ?, ?, {seq}) "
+        self._set = columns + (
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, kind = excluded.kind, "
+            "expires = excluded.expires, accessed = excluded.accessed"
+        )
+        self._add = self._set + f" WHERE {t}.expires <= ?"
+        self._set_one = self._set + " RETURNING accessed"
+        self._touch = f"UPDATE {t} SET expires = ?, accessed = {seq} WHERE key = ? AND {_LIVE}"
+        self._delete = f"DELETE FROM {t} WHERE key = ?"
+        self._delete_many = f"DELETE FROM {t} WHERE key IN ({{}})"
+        self._has = f"SELECT 1 FROM {t} WHERE key = ? AND {_LIVE}"
+        self._read = f"SELECT value, kind, expires FROM {t} WHERE key = ? AND {_LIVE}"
+        self._replace_value = f"UPDATE {t} SET value = ?, kind = ? WHERE key = ?"
+        self._clear = f"DELETE FROM {t} WHERE cache = ?"
+
+    @staticmethod
+    def _setup_statements(table: str, t: str) -> list[str]:
+        where = f"tbl = {_literal(table)} AND cache = NEW.cache"
+        victims = (
+            f"SELECT key FROM {t} WHERE cache = NEW.cache AND key <> NEW.key "
+            f"ORDER BY (expires IS NOT NULL AND expires <= {_NOW}) DESC, accessed "
+            f"LIMIT (SELECT CASE WHEN entries > max_entries THEN cull ELSE 0 END FROM {STATE} WHERE {where})"
+        )
+        return [
+            f"CREATE TABLE IF NOT EXISTS {STATE} (tbl TEXT NOT NULL, cache TEXT NOT NULL, "
+            "entries INTEGER NOT NULL, seq INTEGER NOT NULL, max_entries INTEGER NOT NULL, "
+            "cull INTEGER NOT NULL, PRIMARY KEY (tbl, cache))",
+            f"CREATE TRIGGER IF NOT EXISTS {_quote('django_memdb_cache_' + table + '_ins')} "
+            f"AFTER INSERT ON {t} BEGIN "
+            f"UPDATE {STATE} SET entries = entries + 1, seq = seq + 1 WHERE {where}; "
+            f"DELETE FROM {t} WHERE key IN ({victims}); END",
+            f"CREATE TRIGGER IF NOT EXISTS {_quote('django_memdb_cache_' + table + '_del')} "
+            f"AFTER DELETE ON {t} BEGIN "
+            f"UPDATE {STATE} SET entries = entries - 1 WHERE tbl = {_literal(table)} AND cache = OLD.cache; END",
+        ]
+
+    def setup(self) -> None:
+        """State table, triggers and this cache's state row (count taken afresh).
+
+        Set up inside a transaction of this thread (a TestCase's), they may be
+        rolled back with it: the store stays ``provisional`` and checks its
+        state row before each operation until it is seen outside one.
+        """
+        self.provisional = self.connection.in_transaction
+        with self.transaction() as conn:
+            for statement in self._setup_sql:
+                conn.execute(statement)
+            conn.execute(self._state_sql, self._params_state)
+            self.seq = conn.execute(self._seq, (self.cache,)).fetchone()[0]
+
+    def ensure(self) -> None:
+        """Set up again what a rolled-back transaction took away (see ``setup``)."""
+        conn = self.connection
+        with self.lock:
+            try:
+                found = conn.execute(self._seq, (self.cache,)).fetchone() is not None
+            except sqlite3.OperationalError:
+                found = False  # no state table
+            if not found:
+                self.setup()
+            elif not conn.in_transaction:
+                self.provisional = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Several statements as one: a transaction, or a savepoint inside this thread's own."""
+        conn = self.connection
+        with self.lock:
+            if conn.in_transaction:
+                conn.execute("SAVEPOINT django_memdb_cache")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK TO django_memdb_cache")
+                    conn.execute("RELEASE django_memdb_cache")
+                    raise
+                conn.execute("RELEASE django_memdb_cache")
+                return
+            # IMMEDIATE: in host mode, take the file's write lock first (no upgrade deadlock).
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _run(self, sql: str, params: Any) -> sqlite3.Cursor:
+        """One statement; a transaction it opened implicitly (autocommit off elsewhere) is committed."""
+        conn = self.connection
+        with self.lock:
+            opened = not conn.in_transaction
+            cursor = conn.execute(sql, params)
+            if opened and conn.in_transaction:
+                conn.commit()
+            return cursor
+
+    # Reads
+
+    def _stale(self, accessed: int) -> bool:
+        """Whether a read entry needs a new recency stamp (the insert counter is re-read now and then)."""
+        self._reads += 1
+        if not self._reads & 63:
+            self.seq = self.connection.execute(self._seq, (self.cache,)).fetchone()[0]
+        return accessed < self.seq - self.window
+
+    def get(self, key: str, now: float) -> tuple[bytes, int] | None:
+        with self.lock:
+            row = self.connection.execute(self._get, (key,)).fetchone()
+            if row is None:
+                return None
+            value, kind, expires, accessed = row
+            if expires is not None and expires <= now:
+                self._run(self._drop_expired, (key, now))
+                return None
+            if self._stale(accessed):
+                self._run(self._bump, (self.cache, key))
+            return value, kind
+
+    def get_many(self, keys: list[str], now: float) -> dict[str, tuple[bytes, int]]:
+        found: dict[str, tuple[bytes, int]] = {}
+        if not keys:
+            return found
+        with self.lock:
+            rows = self.connection.execute(self._get_many.format(", ".join("?" * len(keys))), keys).fetchall()
+            expired, stale = [], []
+            for key, value, kind, expires, accessed in rows:
+                if expires is not None and expires <= now:
+                    expired.append(key)
+                    continue
+                if self._stale(accessed):
+                    stale.append(key)
+                found[key] = (value, kind)
+            if expired or stale:
+                with self.transaction() as conn:
+                    conn.executemany(self._drop_expired, [(key, now) for key in expired])
+                    conn.executemany(self._bump, [(self.cache, key) for key in stale])
+        return found
+
+    def has_key(self, key: str, now: float) -> bool:
+        with self.lock:
+            return self.connection.execute(self._has, (key, now)).fetchone() is not None
+
+    def read(self, key: str, now: float) -> tuple[bytes, int, float | None] | None:
+        """A live entry without touching its recency (inside ``transaction``)."""
+        row = self.connection.execute(self._read, (key, now)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    # Writes
+
+    def set(self, key: str, value: bytes, kind: int, expires: float | None) -> None:
+        conn = self.connection
+        with self.lock:
+            opened = not conn.in_transaction
+            # Every row fetched: a statement left stepping would hold the connection.
+            rows = conn.execute(self._set_one, (key, self.cache, value, kind, expires, self.cache)).fetchall()
+            if opened and conn.in_transaction:
+                conn.commit()
+            if rows and rows[0][0] is not None and rows[0][0] >= self.seq:
+                self.seq = rows[0][0] + 1
+
+    def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
+        cache = self.cache
+        with self.transaction() as conn:
+            conn.executemany(self._set, [(key, cache, value, kind, expires, cache) for key, value, kind in items])
+
+    def add(self, key: str, value: bytes, kind: int, expires: float | None, now: float) -> bool:
+        return self._run(self._add, (key, self.cache, value, kind, expires, self.cache, now)).rowcount > 0
+
+    def replace_value(self, key: str, value: bytes, kind: int) -> None:
+        self.connection.execute(self._replace_value, (value, kind, key))
+
+    def touch(self, key: str, expires: float | None, now: float) -> bool:
+        return self._run(self._touch, (expires, self.cache, key, now)).rowcount > 0
+
+    def delete(self, key: str) -> bool:
+        return self._run(self._delete, (key,)).rowcount > 0
+
+    def delete_many(self, keys: list[str]) -> None:
+        if keys:
+            self._run(self._delete_many.format(", ".join("?" * len(keys))), keys)
+
+    def clear(self) -> None:
+        self._run(self._clear, (self.cache,))
+
+    def written(self) -> None:
+        """After a write to a persistent table: journal it as a statement of the alias would."""
+        if self.database.dirty and not self.database.flushing:
+            wrapper: Any = connections[conf.MEMDB_NAME]  # the engine's (backend/base.py)
+            wrapper.ensure_connection()
+            wrapper.memdb_schedule_flush()
+
+    def count(self) -> int:
+        with self.lock:
+            return int(self.connection.execute(
+                f"SELECT count(*) FROM {_quote(self._table)} WHERE cache = ?", (self.cache,)
+            ).fetchone()[0])
+

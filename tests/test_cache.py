@@ -1,0 +1,293 @@
+"""MemDBCache: Django's cache semantics, LRU eviction, expiry, sharing between processes, persistence."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import pickle
+import signal
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, transaction
+from django.utils.safestring import SafeString, mark_safe
+
+from django_memdb.cache import MemDBCache, codec
+from tests.processes import KILLED, Scratch
+from tests.servers import Server, Worker
+
+memdb = pytest.mark.django_db(databases=["default", "django_memdb"], transaction=True)
+
+
+def _cache(location: str, **options: Any) -> MemDBCache:
+    cache = MemDBCache(location, {"OPTIONS": options})
+    cache.clear()
+    return cache
+
+
+# Values
+
+
+def test_json_values_are_not_pickled_and_others_are() -> None:
+    for value in [{"a": [1, 2.5, None, True, "é"]}, [], "text", 7, 10**30]:
+        data, kind = codec.encode(value)
+        assert kind == codec.JSON and json.loads(data) == value
+        assert codec.decode(data, kind) == value
+    # Values JSON would give back as something else are pickled, and come back as they were.
+    for value in [(1, 2), {1: "int key"}, {"a": (1,)}, mark_safe("<b>"), b"bytes", {"s": {1, 2}}]:
+        data, kind = codec.encode(value)
+        assert kind == codec.PICKLE
+        back = codec.decode(data, kind)
+        assert back == value and type(back) is type(value)
+    assert type(codec.decode(*codec.encode(mark_safe("x")))) is SafeString
+
+
+# Django's semantics in process mode
+
+
+@memdb
+def test_every_method_of_base_cache() -> None:
+    cache = _cache("semantics", MAX_ENTRIES=100)
+    cache.set("a", {"x": 1})
+    assert cache.get("a") == {"x": 1} and cache.get("missing", "default") == "default"
+    assert cache.add("a", 2) is False and cache.add("b", 2) is True
+    assert cache.incr("b", 5) == 7 and cache.decr("b") == 6 and cache.get("b") == 6
+    with pytest.raises(ValueError):
+        cache.incr("missing")
+    assert cache.touch("b", 100) is True and cache.touch("missing") is False
+    assert cache.has_key("b") and "b" in cache and not cache.has_key("missing")
+    assert cache.set_many({"m1": 1, "m2": (2,)}) == []
+    assert cache.get_many(["m1", "m2", "missing"]) == {"m1": 1, "m2": (2,)}
+    cache.delete_many(["m1", "m2"])
+    assert cache.get_many(["m1", "m2"]) == {}
+    assert cache.get_or_set("g", lambda: "made") == "made" and cache.get_or_set("g", "other") == "made"
+    assert cache.delete("g") is True and cache.delete("g") is False
+    cache.set("v", "one", version=2)
+    assert cache.get("v") is None and cache.get("v", version=2) == "one"
+    assert cache.incr_version("v", version=2) == 3 and cache.get("v", version=3) == "one"
+    other = MemDBCache("semantics", {"KEY_PREFIX": "other", "OPTIONS": {"MAX_ENTRIES": 100}})
+    assert other.get("a") is None  # KEY_PREFIX separates keys in one cache
+    cache.clear()
+    assert cache.get("a") is None and len(cache) == 0
+    cache.close()
+
+
+@memdb
+def test_caches_with_another_location_do_not_share_entries() -> None:
+    first, second = _cache("first"), _cache("second")
+    first.set("k", 1)
+    assert second.get("k") is None
+    second.clear()
+    assert first.get("k") == 1
+    assert MemDBCache("first", {}).get("k") == 1  # the same LOCATION: the same entries
+
+
+@memdb
+def test_expiry_per_key() -> None:
+    cache = _cache("expiry")
+    cache.set("gone", 1, timeout=0)  # as Django: zero means expired at once
+    cache.set("past", 1, timeout=-5)
+    cache.set("short", 1, timeout=1)
+    cache.set("never", 1, timeout=None)
+    assert cache.get("gone") is None and cache.get("past") is None
+    assert cache.add("past", 2) is True and cache.get("past") == 2  # add replaces an expired entry
+    assert cache.get("short") == 1
+    time.sleep(1.2)
+    assert cache.get("short") is None and not cache.has_key("short") and cache.get_many(["short"]) == {}
+    with pytest.raises(ValueError):
+        cache.incr("short")
+    assert cache.touch("short") is False
+    assert cache.get("never") == 1
+    cache.set("incremented", 1, timeout=1)
+    cache.incr("incremented")  # incr keeps the expiry
+    time.sleep(1.2)
+    assert cache.get("incremented") is None
+
+
+@memdb
+def test_lru_eviction_order() -> None:
+    cache = _cache("lru", MAX_ENTRIES=9, CULL_FREQUENCY=3)
+    for number in range(9):
+        cache.set(f"k{number}", number)
+    assert len(cache) == 9
+    cache.get("k0")  # read while older than half the live entries: becomes the most recent
+    cache.set("k1", "rewritten")  # a write is a use too
+    cache.set("k9", 9)  # past the bound: the 3 least recently used go
+    assert len(cache) == 7
+    assert sorted(cache.get_many([f"k{n}" for n in range(10)])) == ["k0", "k1", "k5", "k6", "k7", "k8", "k9"]
+
+
+@memdb
+def test_expired_entries_are_evicted_before_live_ones() -> None:
+    cache = _cache("expired-first", MAX_ENTRIES=4, CULL_FREQUENCY=4)
+    cache.set("old", 1)
+    cache.set("a", 1)
+    cache.set("b", 1)
+    cache.set("expired", 1, timeout=-1)  # the most recent, but expired
+    cache.set("new", 1)
+    assert sorted(cache.get_many(["old", "a", "b", "expired", "new"])) == ["a", "b", "new", "old"]
+
+
+@memdb
+def test_cull_frequency_zero_empties_the_cache() -> None:
+    cache = _cache("cull-all", MAX_ENTRIES=3, CULL_FREQUENCY=0)
+    for key in "abcd":
+        cache.set(key, 1)
+    assert cache.get_many(list("abcd")) == {"d": 1}
+
+
+@memdb
+def test_the_bound_holds_with_a_cache_reset_in_another_instance() -> None:
+    cache = _cache("bound", MAX_ENTRIES=50)
+    for number in range(500):
+        cache.set(f"k{number}", number)
+        assert len(cache) <= 50
+    assert MemDBCache("bound", {"OPTIONS": {"MAX_ENTRIES": 50}}).get("k499") == 499
+
+
+@memdb
+def test_a_write_inside_a_transaction_of_the_alias_rolls_back_with_it() -> None:
+    cache = _cache("atomic")
+    with pytest.raises(ZeroDivisionError), transaction.atomic(using="django_memdb"):
+        cache.set("k", 1)
+        cache.incr("k")
+        assert cache.get("k") == 2
+        1 / 0  # noqa: B018
+    assert cache.get("k") is None
+
+
+def test_bad_settings_name_the_cache_and_the_way_out() -> None:
+    with pytest.raises(ImproperlyConfigured, match="MAX_ENTRIES"):
+        MemDBCache("bad", {"OPTIONS": {"MAX_ENTRIES": 0}})
+    with pytest.raises(ImproperlyConfigured, match="LOCATION"):
+        MemDBCache("bad\x1fname", {})
+
+
+@memdb
+def test_entries_live_in_the_in_memory_database() -> None:
+    caches["memdb"].set("where", "here")
+    with connections["django_memdb"].cursor() as cursor:
+        cursor.execute("SELECT cache, kind FROM memdb_cache_cacheentry WHERE key = %s", ["tests\x1f:1:where"])
+        assert cursor.fetchall() == [("tests", codec.JSON)]
+    caches["memdb"].delete("where")
+
+
+# Several processes
+
+
+def _ask(worker: Worker, alias: str, method: str, *arguments: Any) -> Any:
+    return worker.ask("cache " + json.dumps([alias, method, *arguments]))
+
+
+@pytest.mark.processes
+def test_host_mode_processes_share_one_cache(scratch: Scratch, tmp_path: Path) -> None:
+    host = {"MEMDB_TEST_MODE": "host", "MEMDB_TEST_HOST_DIRECTORY": str(tmp_path)}
+    first, second = Worker(scratch, "first", **host), Worker(scratch, "second", **host)
+    _ask(first, "memdb", "set", "shared", {"by": "first"})
+    assert _ask(second, "memdb", "get", "shared") == {"by": "first"}
+    assert _ask(second, "memdb", "add", "shared", "again") is False
+    _ask(first, "memdb", "set", "counter", 0)
+    for worker in (first, second, first):
+        _ask(worker, "memdb", "incr", "counter")
+    assert _ask(second, "memdb", "get", "counter") == 3
+    assert _ask(second, "memdb", "delete", "shared") is True
+    assert _ask(first, "memdb", "get", "shared") is None
+    # The bound is one for the host: the cache never holds more than MAX_ENTRIES (1000).
+    _ask(first, "memdb", "set_many", {f"a{n}": n for n in range(700)})
+    _ask(second, "memdb", "set_many", {f"b{n}": n for n in range(700)})
+    assert _ask(first, "memdb", "__len__") <= 1000
+    assert _ask(first, "memdb", "get", "b699") == 699
+
+
+@pytest.mark.processes
+def test_process_mode_caches_are_private(scratch: Scratch) -> None:
+    first, second = Worker(scratch, "first"), Worker(scratch, "second")
+    _ask(first, "memdb", "set", "mine", 1)
+    assert _ask(second, "memdb", "get", "mine") is None
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("durability", ["commit", "interval"])
+def test_a_persistent_cache_survives_a_killed_process(scratch: Scratch, durability: str) -> None:
+    policy = {"MEMDB_TEST_DURABILITY": durability, "MEMDB_TEST_FLUSH_INTERVAL": "0.2"}
+    first = Worker(scratch, "first", **policy)
+    _ask(first, "memdb_persistent", "set", "kept", {"value": [1, 2]})
+    _ask(first, "memdb_persistent", "set", "pickled", None)
+    _ask(first, "memdb_persistent", "set", "expiring", 1, 1)
+    _ask(first, "memdb_persistent", "set", "deleted", 1)
+    _ask(first, "memdb_persistent", "delete", "deleted")
+    _ask(first, "memdb", "set", "not persistent", 1)
+    if durability == "interval":
+        first.ask("spool", "ok")  # what the interval thread does within a second
+    for _ in range(50):  # reads are not journaled: nothing pending after them
+        _ask(first, "memdb_persistent", "get", "kept")
+    assert first.child.send(signal.SIGKILL).returncode == KILLED
+    stored_before = [(s.modelname, s.rows) for s in scratch.stored()]
+
+    second = Worker(scratch, "second")
+    assert _ask(second, "memdb_persistent", "get", "kept") == {"value": [1, 2]}
+    assert _ask(second, "memdb_persistent", "get_many", ["kept", "deleted", "pickled"]) == {
+        "kept": {"value": [1, 2]}, "pickled": None,
+    }
+    assert _ask(second, "memdb", "get", "not persistent") is None
+    time.sleep(1.1)
+    assert _ask(second, "memdb_persistent", "get", "expiring") is None  # expiry survives the restart
+    assert stored_before, "the persistent cache was journaled"
+
+
+@pytest.mark.processes
+def test_reads_of_a_persistent_cache_journal_nothing(scratch: Scratch) -> None:
+    first = Worker(scratch, "first")
+    _ask(first, "memdb_persistent", "set", "k", 1)
+    journaled = len(scratch.stored())
+    for _ in range(200):
+        assert _ask(first, "memdb_persistent", "get", "k") == 1
+    assert len(scratch.stored()) == journaled
+
+
+# Sessions over HTTP, several gunicorn workers sharing the host's cache
+
+
+class _Browser:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}/session/"
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def call(self, text: str | None = None) -> dict[str, Any]:
+        data = None if text is None else urllib.parse.urlencode({"text": text}).encode()
+        request = urllib.request.Request(self.base, data=data, headers={"Connection": "close"})
+        with self.opener.open(request, timeout=30) as response:
+            return dict(json.loads(response.read()))
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("engine", ["cache", "cached_db"])
+def test_sessions_written_by_one_worker_are_read_by_another(scratch: Scratch, tmp_path: Path, engine: str) -> None:
+    server = Server(
+        scratch, tmp_path, MEMDB_TEST_MODE="host", MEMDB_TEST_HOST_DIRECTORY=str(tmp_path),
+        MEMDB_TEST_SESSION_ENGINE=f"django.contrib.sessions.backends.{engine}",
+    )
+    try:
+        browsers = [_Browser(server.port) for _ in range(6)]
+        writers = [browser.call(f"text {number}")["pid"] for number, browser in enumerate(browsers)]
+        crossed = 0
+        for _ in range(200):  # read on until workers other than the writers answered
+            for number, browser in enumerate(browsers):
+                answer = browser.call()
+                assert answer["text"] == f"text {number}"
+                crossed += answer["pid"] != writers[number]
+            if crossed >= 3:
+                break
+        assert crossed >= 3, "sessions should be read by other workers than the one that wrote them"
+    finally:
+        server.stop()
+
+
+def test_values_of_other_types_are_pickled_with_djangos_protocol() -> None:
+    assert MemDBCache.pickle_protocol == pickle.HIGHEST_PROTOCOL
