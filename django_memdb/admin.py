@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib import admin, messages
 from django.db import DatabaseError, models
@@ -16,11 +16,16 @@ from . import inspection, registry
 from .exceptions import MemDBError
 from .models import PersistentJournal, PersistentStorage
 
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[Any]
+else:  # not subscriptable at run time
+    _ModelAdmin = admin.ModelAdmin
 
-class _StoredAdmin(admin.ModelAdmin):
+
+class _StoredAdmin(_ModelAdmin):
     list_display: tuple[str, ...] = ("__str__", "rows", "size", "codec", "age", "inserted")
     list_filter = ("application", "modelname")
-    fields: tuple[str, ...] = ("application", "modelname", "rows", "size", "codec", "inserted", "age")
+    fields: ClassVar[tuple[str, ...]] = ("application", "modelname", "rows", "size", "codec", "inserted", "age")
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:

@@ -12,8 +12,9 @@ class MemDBConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
+        # Django's convention: checks and receivers register when imported here.
         from . import bounds, checks, identity_install, identity_receivers, lifecycle, receivers  # noqa: F401
 
-        lifecycle.install_signal_handler()
+        lifecycle.install()
         identity_install.install_relations()
         bounds.connect_receivers()

@@ -121,3 +121,11 @@ def existing_tables(connection: sqlite3.Connection) -> set[str]:
         row[0]
         for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     }
+
+
+def existing_models(
+    connection: sqlite3.Connection, model_list: Iterable[type[models.Model]]
+) -> list[type[models.Model]]:
+    """The models of ``model_list`` whose tables exist."""
+    existing = existing_tables(connection)
+    return [model for model in model_list if model._meta.db_table in existing]

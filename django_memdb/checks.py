@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import models, router
-from django.db.utils import load_backend
 
-from . import bounds, identity, registry
+from . import identity, modes, registry
 from .backend import names
 from .backend.names import ENGINE, EXAMPLE_NAME
-from .cluster import dialect
-from .conf import DURABILITY_CHOICES, MODE_CHOICES, MODE_CLUSTER, conf
-from .expiry import Expiry
+from .conf import DURABILITY_CHOICES, MODE_CHOICES, conf
+from .limit_checks import _subclasses
+from .limit_checks import check_expiry_and_bounds as check_expiry_and_bounds
 from .mixins import InMemoryDB, PeristentInMemoryDB
 from .router import MemDB
 
@@ -79,7 +76,7 @@ def check_relations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         inside = registry.is_in_memory(model)
         for field in _foreign_keys(model):
             target: Any = field.related_model
-            if target is None or isinstance(target, str) or not field.db_constraint:
+            if target is None or isinstance(target, str) or not getattr(field, "db_constraint", True):
                 continue
             if inside and not registry.is_in_memory(target):
                 errors.append(
@@ -120,13 +117,6 @@ def check_relations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     )
                 )
     return errors
-
-
-def _subclasses(cls: type) -> Iterator[Any]:
-    sub: Any
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
 
 
 @register(Tags.models)
@@ -186,57 +176,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return errors + _choice("MEMDB_MODE", conf.MEMDB_MODE, MODE_CHOICES, "django_memdb.E010")
 
 
-def _vendor(engine: str) -> str:
-    try:
-        return str(load_backend(engine).DatabaseWrapper.vendor)
-    except ImproperlyConfigured:  # its driver is not installed here: judge by the name
-        return "mysql" if "mysql" in engine else "postgresql" if "postg" in engine else engine or "no engine"
-
-
 @register(Tags.database, Tags.models)
-def check_cluster(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Cluster mode needs a server, and MariaDB/MySQL MEMORY tables hold no TEXT/BLOB."""
-    if conf.MEMDB_MODE != MODE_CLUSTER:
-        return []
-    alias = conf.MEMDB_CLUSTER_DATABASE
-    source = settings.DATABASES.get(alias)
-    if source is None:
-        return [
-            Error(
-                f"MEMDB_MODE is 'cluster' but MEMDB_CLUSTER_DATABASE names '{alias}', which is not in DATABASES.",
-                hint="Set MEMDB_CLUSTER_DATABASE to the alias of a PostgreSQL or MariaDB/MySQL database.",
-                id="django_memdb.E011",
-            )
-        ]
-    vendor = _vendor(source.get("ENGINE", ""))
-    if vendor not in ("postgresql", "mysql"):
-        return [
-            Error(
-                f"MEMDB_MODE is 'cluster' but DATABASES['{alias}'] is {vendor}: cluster mode keeps "
-                "the in-memory tables on a PostgreSQL or MariaDB/MySQL server.",
-                hint="Point MEMDB_CLUSTER_DATABASE at such a database, or use MEMDB_MODE 'host' (one "
-                "machine) or 'process'.",
-                id="django_memdb.E011",
-            )
-        ]
-    if vendor != "mysql":
-        return []
-    errors: list[Any] = []
-    for model in registry.in_memory_models():
-        problems = dialect.memory_problems(model)
-        if problems:
-            errors.append(
-                Error(
-                    f"{model._meta.label} cannot live in a MariaDB/MySQL MEMORY table: "
-                    + "; ".join(problems) + ".",
-                    hint="MEMORY tables hold no TEXT, BLOB or JSON columns and rows of at most 64 KiB: "
-                    "use CharField(max_length=...) for short text, or keep the in-memory tables on "
-                    "PostgreSQL (UNLOGGED tables have no such limits), or use MEMDB_MODE 'host'.",
-                    obj=model,
-                    id="django_memdb.E012",
-                )
-            )
-    return errors
+def check_mode(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """What the mode of MEMDB_MODE needs (cluster mode: a server, and tables it can hold)."""
+    return list(modes.current().checks())
+
+
+# The name of this check before the modes had their own.
+check_cluster = check_mode
 
 
 def identity_map_errors(model_list: Any) -> list[Any]:
@@ -273,125 +220,3 @@ def identity_map_errors(model_list: Any) -> list[Any]:
 @register(Tags.models)
 def check_identity_map(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return identity_map_errors(_models(app_configs))
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _indexed(field: Any) -> bool:
-    return bool(field.db_index or field.unique or field.primary_key)
-
-
-def _expiry_problem(model: type[models.Model], spec: Any) -> str | None:
-    if not isinstance(spec, Expiry):
-        return f"memdb_expiry is {spec!r}, not an Expiry"
-    if not registry.is_in_memory(model):
-        return "it declares memdb_expiry but its table is not in memory"
-    seconds: Any = spec.ttl.total_seconds() if isinstance(spec.ttl, datetime.timedelta) else spec.ttl
-    if spec.ttl is not None and not (_number(seconds) and seconds > 0):
-        return f"Expiry ttl is {spec.ttl!r}, not a number of seconds greater than 0"
-    if spec.field is None:
-        return "Expiry names no field"
-    try:
-        field = model._meta.get_field(spec.field)
-    except FieldDoesNotExist:
-        return f"Expiry names the field {spec.field!r}, which {model.__name__} does not have"
-    if not isinstance(field, models.DateTimeField):
-        return f"Expiry names the field {spec.field!r}, which is not a DateTimeField"
-    return None
-
-
-def _bound_problem(model: type[models.Model]) -> str | None:
-    bound, eviction = getattr(model, "memdb_max_rows", None), getattr(model, "memdb_eviction", bounds.OLDEST)
-    if not registry.is_in_memory(model):
-        return "it declares memdb_max_rows or memdb_eviction but its table is not in memory"
-    if not isinstance(bound, int) or isinstance(bound, bool) or bound <= 0:
-        return f"memdb_max_rows is {bound!r}, not a whole number greater than 0"
-    if eviction not in bounds.EVICTIONS:
-        return f"memdb_eviction is {eviction!r}, not one of " + ", ".join(repr(e) for e in bounds.EVICTIONS)
-    return None
-
-
-@register(Tags.models)
-def check_expiry_and_bounds(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Expiring and bounded models (expiry.py, bounds.py) declare what those need."""
-    errors: list[Any] = []
-    # Every model class, as check_models does: also those of an app not installed.
-    every = {model for model in _subclasses(models.Model) if model.__module__ != "__fake__"}
-    for model in sorted(every, key=lambda model: (model.__module__, model.__qualname__)):
-        if model._meta.abstract or model._meta.proxy or model._meta.auto_created:
-            continue
-        if app_configs is not None and model._meta.app_config not in app_configs:
-            continue
-        label = model._meta.label
-        spec = getattr(model, "memdb_expiry", None)
-        problem = None if spec is None else _expiry_problem(model, spec)
-        if problem:
-            errors.append(
-                Error(
-                    f"{label}: {problem}.",
-                    hint="Declare memdb_expiry = Expiry(ttl=<seconds>, field='<DateTimeField it counts from>') "
-                    "or Expiry(field='<DateTimeField holding the expiry time>') on a model tagged InMemoryDB.",
-                    obj=model,
-                    id="django_memdb.E013",
-                )
-            )
-        elif spec is not None and not _indexed(model._meta.get_field(spec.field)):
-            errors.append(
-                Warning(
-                    f"{label}.{spec.field} has no index: each purge of expired rows reads the whole table.",
-                    hint="Declare the field with db_index=True.",
-                    obj=model,
-                    id="django_memdb.W002",
-                )
-            )
-        declared = hasattr(model, "memdb_max_rows") or hasattr(model, "memdb_eviction")
-        problem = _bound_problem(model) if declared else None
-        if problem:
-            errors.append(
-                Error(
-                    f"{label}: {problem}.",
-                    hint="Declare memdb_max_rows = <rows> and memdb_eviction = 'oldest' or 'lru' "
-                    "on a model tagged InMemoryDB.",
-                    obj=model,
-                    id="django_memdb.E014",
-                )
-            )
-            continue
-        if not declared:
-            continue
-        if conf.MEMDB_MODE == MODE_CLUSTER:
-            errors.append(
-                Error(
-                    f"{label} declares memdb_max_rows, which MEMDB_MODE 'cluster' does not enforce.",
-                    hint="Use MEMDB_MODE 'host' or 'process' for bounded tables, or drop memdb_max_rows "
-                    "(memdb_expiry works in every mode).",
-                    obj=model,
-                    id="django_memdb.E016",
-                )
-            )
-        for relation in model._meta.related_objects:
-            remote = relation.remote_field
-            if relation.one_to_many or relation.one_to_one:
-                if getattr(remote, "db_constraint", False) and not relation.related_model._meta.proxy:
-                    errors.append(
-                        Error(
-                            f"{relation.related_model._meta.label}.{remote.name} is a database-level foreign key "
-                            f"to the bounded model {label}: an eviction (an SQL delete, without on_delete) would "
-                            "make the inserting transaction fail.",
-                            hint="Declare the field with db_constraint=False, or drop memdb_max_rows.",
-                            obj=model,
-                            id="django_memdb.E015",
-                        )
-                    )
-    interval = conf.MEMDB_EXPIRY_INTERVAL
-    if not _number(interval) or interval <= 0:
-        errors.append(
-            Error(
-                f"MEMDB_EXPIRY_INTERVAL is {interval!r}.",
-                hint="Use a number of seconds greater than 0.",
-                id="django_memdb.E017",
-            )
-        )
-    return errors

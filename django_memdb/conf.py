@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +36,11 @@ DEFAULTS: dict[str, Any] = {
     "MEMDB_IDENTITY_FLUSH_AT_REQUEST_END": False,
     "MEMDB_EXPIRY_INTERVAL": 1.0,
 }
+
+
+def default_directory() -> str:
+    """Where host mode keeps its files unless MEMDB_HOST_DIRECTORY says: tmpfs if there is one."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
 class Settings:
@@ -84,10 +91,7 @@ class Settings:
 
     @property
     def MEMDB_HOST_DIRECTORY(self) -> str:
-        from .backend.host import default_directory
-
         return self._get("MEMDB_HOST_DIRECTORY") or default_directory()
-
 
     @property
     def MEMDB_CLUSTER_DATABASE(self) -> str:

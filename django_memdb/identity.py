@@ -268,7 +268,7 @@ def clear(using: str | None = None, model: type[models.Model] | None = None, pk:
     global _epoch
     _epoch = next(_counter)
     for alias, mapped in _keys(using, None):
-        if model is not None and not issubclass(mapped, model._meta.concrete_model):
+        if model is not None and not issubclass(mapped, model._meta.concrete_model or model):
             continue
         if pk is not None:
             _evict(_all_maps(alias, mapped), pk)
@@ -287,8 +287,12 @@ def flush(
     ``models.Model`` for all) with ``alias`` (None: every alias) and
     ``instance``.
     """
-    instance = target if isinstance(target, models.Model) else None
-    model = type(instance) if instance is not None else target
+    instance: models.Model | None
+    model: type[models.Model] | None
+    if isinstance(target, models.Model):
+        instance, model = target, type(target)
+    else:
+        instance, model = None, target
     if instance is not None and using is None:
         using = instance._state.db
     sender = model if model is not None else models.Model

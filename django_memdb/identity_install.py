@@ -97,20 +97,23 @@ def install(model: type[models.Model]) -> None:
     """Give a mapped model its hooks and fast paths (idempotent)."""
     if model._meta.abstract or model.__dict__.get("_memdb_identity_installed"):
         return
-    model._memdb_identity_installed = True
+    patched: Any = model  # its methods are replaced: not what its type says
+    patched._memdb_identity_installed = True
     if not getattr(model.from_db, "memdb_identity", False):
-        model.from_db = _mapping_from_db(model.from_db)
-        model.from_db.__func__.memdb_identity = True
+        patched.from_db = _mapping_from_db(model.from_db)
+        patched.from_db.__func__.memdb_identity = True
     if not getattr(model.refresh_from_db, "memdb_identity", False):
-        model.refresh_from_db = _refreshing(model.refresh_from_db)
+        patched.refresh_from_db = _refreshing(model.refresh_from_db)
     managers = list(model._meta.local_managers)
     for manager in managers:
         if type(manager).get_queryset is BaseManager.get_queryset:
             # An overridden get_queryset may filter: its get() must go through it.
             manager.__class__ = _with(IdentityManagerMixin, type(manager))
             FAST_MANAGERS.add(manager.__class__)
-        manager._queryset_class = _with(IdentityQuerySetMixin, manager._queryset_class)
-    model._meta._expire_cache()
+        manager_internals: Any = manager  # Django's private attribute, left out of its stubs
+        manager_internals._queryset_class = _with(IdentityQuerySetMixin, manager_internals._queryset_class)
+    options: Any = model._meta
+    options._expire_cache()
 
 
 def _on_class_prepared(sender: type[models.Model], **kwargs: Any) -> None:

@@ -10,7 +10,7 @@ annotations, ...) goes through the ORM, which feeds the map.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models, router
 from django.db.models.fields.related_descriptors import (
@@ -255,9 +255,16 @@ class _FastForward:
         return super().__get__(instance, cls)  # type: ignore[misc]
 
 
-class IdentityForwardManyToOneDescriptor(_FastForward, ForwardManyToOneDescriptor):
+if TYPE_CHECKING:
+    _ForwardManyToOne = ForwardManyToOneDescriptor[Any]
+    _ForwardOneToOne = ForwardOneToOneDescriptor[Any]
+else:  # not subscriptable at run time
+    _ForwardManyToOne, _ForwardOneToOne = ForwardManyToOneDescriptor, ForwardOneToOneDescriptor
+
+
+class IdentityForwardManyToOneDescriptor(_FastForward, _ForwardManyToOne):
     """``child.parent`` from the map when the parent's row is mapped."""
 
 
-class IdentityForwardOneToOneDescriptor(_FastForward, ForwardOneToOneDescriptor):
+class IdentityForwardOneToOneDescriptor(_FastForward, _ForwardOneToOne):
     """``place.restaurant``-style forward one-to-one from the map."""

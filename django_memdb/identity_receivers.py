@@ -10,9 +10,9 @@ from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
 
-from . import identity, identity_sqlite
+from . import identity, identity_sqlite, modes
 from .backend import shared
-from .conf import MODE_CLUSTER, MODE_HOST, conf
+from .conf import conf
 from .identity_manager import clear_aliases
 
 
@@ -30,8 +30,10 @@ def connected(sender: Any, connection: Any, **kwargs: Any) -> None:
     with database.lock:
         identity_sqlite.register(database.connection, connection.alias)
     known = getattr(identity.validator(connection.alias), "database", None)
-    if conf.MEMDB_MODE == MODE_HOST and database.host is not None and known is not database:
-        identity.set_validator(connection.alias, identity_sqlite.host_validator(database, connection.alias))
+    if known is not database:
+        validator = modes.current().identity_validator(database, connection.alias)
+        if validator is not None:
+            identity.set_validator(connection.alias, validator)
 
 
 @receiver(post_migrate, dispatch_uid="django_memdb.identity_migrated")
@@ -53,9 +55,7 @@ def migrated(sender: Any, using: str = "", **kwargs: Any) -> None:
 
 @receiver(request_started, dispatch_uid="django_memdb.identity_request_started")
 def request_began(sender: Any, **kwargs: Any) -> None:
-    # Cluster mode: other servers' commits are seen from the next request on.
-    if conf.MEMDB_MODE == MODE_CLUSTER:
-        identity.clear(conf.MEMDB_NAME)
+    modes.current().request_started()
 
 
 @receiver(request_finished, dispatch_uid="django_memdb.identity_request_finished")

@@ -43,7 +43,7 @@ def _index() -> dict[str, list[type[models.Model]]]:
     """Per table: the mapped models whose rows it holds (a parent's table holds its children's)."""
     found: dict[str, list[type[models.Model]]] = {}
     for model in mapped_models():
-        concrete = model._meta.concrete_model
+        concrete = model._meta.concrete_model or model
         for owner in (concrete, *concrete._meta.get_parent_list()):
             found.setdefault(owner._meta.db_table, []).append(model)
     return found
@@ -62,7 +62,8 @@ def _trigger_names(table: str) -> tuple[str, str, str]:
 
 
 def _pk_column(table: str) -> str:
-    model = _index()[table][0]._meta.concrete_model
+    first = _index()[table][0]
+    model = first._meta.concrete_model or first
     for owner in (model, *model._meta.get_parent_list()):
         if owner._meta.db_table == table:
             return str(owner._meta.pk.column)

@@ -44,7 +44,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.db.models import F
 from django.utils import timezone
 
-from . import reconnect
+from . import reconnect, sharing
 from .backend.shared import SharedDatabase
 from .conf import conf
 from .exceptions import PersistenceError
@@ -58,6 +58,31 @@ def token(database: SharedDatabase) -> str:
     if database.lease_token is None:
         database.lease_token = uuid.uuid4().hex
     return database.lease_token
+
+
+def marker(database: SharedDatabase) -> tuple[str, int]:
+    """(token, generation): what the host's file records for its other processes (modes/host.py)."""
+    return token(database), database.lease_generation
+
+
+def adopt(database: SharedDatabase, recorded: tuple[str, int]) -> None:
+    """The lease the processes of a host share: the one the host's file recorded."""
+    database.lease_token, database.lease_generation = recorded
+
+
+def load_pending(database: SharedDatabase) -> bool:
+    """Whether this process's last load waits for the commit of its bump (see observe)."""
+    return database.lease_generation == UNKNOWN
+
+
+def record(database: SharedDatabase, generation: int) -> None:
+    """The generation of this process's load of storage (see observe)."""
+    database.lease_generation = generation
+
+
+def holding(database: SharedDatabase) -> bool:
+    """Whether this process ever took part in the lease (and has one to release)."""
+    return database.lease_token is not None
 
 
 def _alive_elsewhere(lease: SpoolLease, now: datetime.datetime) -> bool:
@@ -117,15 +142,15 @@ def observe(database: SharedDatabase, using: str) -> None:
             generation = leases.values_list("generation", flat=True).get()
         else:
             generation, pending = 0, False  # no lease yet: no bump to lose
-    from . import spool  # records it, in host mode for every process of the host
-
+    # Recorded by the mode: in host mode for every process of the host.
+    record = sharing.of(database).observed
     if not pending:
-        spool.observed(database, generation)
+        record(database, generation)
         return
     database.lease_generation = UNKNOWN
 
     def committed() -> None:
-        spool.observed(database, generation, unless_claimed=True)
+        record(database, generation, unless_claimed=True)
 
     transaction.on_commit(committed, using=using)
 

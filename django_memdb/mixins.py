@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-
-class InMemoryDB:
-    """Tag: ``class M(models.Model, InMemoryDB)`` keeps M's table in memory."""
-
-
-class PeristentInMemoryDB(InMemoryDB):
-    """Tag: M's table is in memory and spooled to the default database.
-
-    The name carries the spelling of django-memdb 0.0.6 and is kept for
-    compatibility; ``PersistentInMemoryDB`` is the same class.
-    """
-
+from .tags import InMemoryDB, PeristentInMemoryDB
 
 PersistentInMemoryDB = PeristentInMemoryDB
 

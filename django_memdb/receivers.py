@@ -8,14 +8,13 @@ from django.core.signals import request_finished
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
 
+from . import lifecycle
 from .conf import conf
 
 
 @receiver(post_migrate, dispatch_uid="django_memdb.reinstall_triggers")
 def reinstall_triggers(sender: Any, using: str = "", **kwargs: Any) -> None:
     if using == conf.MEMDB_NAME:
-        from . import lifecycle
-
         lifecycle.reinstall_triggers()
 
 
@@ -23,8 +22,6 @@ def reinstall_triggers(sender: Any, using: str = "", **kwargs: Any) -> None:
 def flush_pending(sender: Any, **kwargs: Any) -> None:
     # Changes left pending by a rolled-back ATOMIC_REQUESTS transaction of the
     # spool database, or by a failed flush, are retried when the request ends.
-    from . import lifecycle
-
     database = lifecycle.started_database()
     if database is not None and (database.dirty or database.pending_error is not None):
         lifecycle.flush(database)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import cast
 
 from django.apps import apps
 from django.db import models
 from django.db.models.base import ModelBase
 
-from .mixins import InMemoryDB, PeristentInMemoryDB
+from .tags import InMemoryDB, PeristentInMemoryDB
 
 
 def _owner(model: type[models.Model]) -> type[models.Model] | None:
@@ -37,7 +38,7 @@ def _tagged(model: object, tag: type) -> bool:
     """
     if not isinstance(model, ModelBase):
         return False
-    model = _current(model)
+    model = _current(cast("type[models.Model]", model))
     if issubclass(model, tag):
         return True
     owner = _owner(model)

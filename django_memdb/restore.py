@@ -12,8 +12,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from functools import partial
+from contextlib import AbstractContextManager
 from itertools import islice
 from typing import Any
 
@@ -21,9 +20,8 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connections, models
 
-from . import lease, processors, registry, rows
+from . import lease, processors, registry, rows, sharing
 from . import settings as memdb_settings
-from .backend import host
 from .backend.shared import SharedDatabase
 from .conf import conf
 from .exceptions import MemDBError, RestoreError
@@ -38,42 +36,6 @@ BATCH = 10_000
 def mark_restored() -> None:
     memdb_settings.MEMDB_RESTORED = True
     django_settings.MEMDB_RESTORED = True
-
-
-@contextmanager
-def _raw_transaction(conn: sqlite3.Connection, name: str) -> Iterator[None]:
-    """A transaction, or a savepoint inside the one already open."""
-    nested = conn.in_transaction
-    conn.execute(f"SAVEPOINT {name}" if nested else "BEGIN")
-    try:
-        yield
-    except BaseException:
-        if nested:
-            conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            conn.execute(f"RELEASE SAVEPOINT {name}")
-        else:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute(f"RELEASE SAVEPOINT {name}" if nested else "COMMIT")
-
-
-@contextmanager
-def _constraints_deferred(conn: sqlite3.Connection) -> Iterator[None]:
-    """Load rows in any order: foreign keys are checked once, after loading."""
-    if conn.in_transaction:
-        conn.execute("PRAGMA defer_foreign_keys = ON")
-        yield
-        return
-    conn.execute("PRAGMA foreign_keys = OFF")
-    try:
-        yield
-    finally:
-        conn.execute("PRAGMA foreign_keys = ON")
-    for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
-        logger.warning(
-            "django_memdb: restored row %s of %s refers to a missing row of %s "
-            "(is %s persistent?)", rowid, table, parent, parent
-        )
 
 
 # What converting a malformed stored item can raise: reported as that item's
@@ -239,45 +201,14 @@ def load_tables(
 
 
 def block(database: Any, model: type[models.Model], error: RestoreError) -> None:
-    """Refuse the table until it is restored; in host mode in every process of the host."""
+    """Refuse the table until it is restored (in host mode in every process of the host)."""
     database.failed[model] = error
-    if getattr(database, "host", None) is not None:
-        host.record_failure(database.connection, model._meta.db_table, str(error))
+    sharing.of(database).record_failure(database, model._meta.db_table, str(error))
 
 
 def unblock(database: Any, model: type[models.Model]) -> None:
     database.failed.pop(model, None)
-    if getattr(database, "host", None) is not None:
-        host.clear_failure(database.connection, model._meta.db_table)
-
-
-def blocked(database: Any) -> dict[type[models.Model], Exception]:
-    """The blocked tables, as every process of the host sees them; called with the lock held."""
-    if getattr(database, "host", None) is None:
-        return dict(database.failed)
-    by_table = {model._meta.db_table: model for model in registry.persistent_models()}
-    found: dict[type[models.Model], Exception] = {}
-    for table, message in host.read_failures(database.connection).items():
-        model = by_table.get(table)
-        if model is not None:
-            found[model] = RestoreError(message)
-    return found
-
-
-def adopt_failures(database: Any) -> None:
-    """A process joining the host's file refuses what the restoring process could not load."""
-    database.failed = blocked(database)
-
-
-def still_blocked(database: Any, model: type[models.Model]) -> bool:
-    """Whether a table this process refuses is still blocked (another process may have restored it)."""
-    if getattr(database, "host", None) is None:
-        return True
-    with database.lock:
-        if model._meta.db_table in host.read_failures(database.connection):
-            return True
-        database.failed.pop(model, None)
-        return False
+    sharing.of(database).clear_failure(database, model._meta.db_table)
 
 
 def _load(
@@ -285,10 +216,8 @@ def _load(
     wanted: dict[type[models.Model], list[PersistentStorage]],
     using: str,
 ) -> dict[type[models.Model], RestoreError]:
-    from . import lifecycle
-
-    with lifecycle.reloading(database):
-        return load_tables(database, wanted, using, partial(lifecycle.reloading_table, database))
+    with database.reloading():
+        return load_tables(database, wanted, using, database.reloading_table)
 
 
 def _snapshot_rows(using: str, ids: Iterable[int]) -> list[PersistentStorage]:
@@ -341,35 +270,3 @@ def restore_at_start(database: SharedDatabase) -> None:
     if wanted:
         _load(database, wanted, using)
     mark_restored()
-
-
-def restore_rows(database: Any, query: Iterable[PersistentStorage] | None) -> None:
-    """Load given snapshot rows (or all) into live tables, then store memory again."""
-    from . import lifecycle
-
-    using = conf.MEMDB_SPOOL_DATABASE
-    if query is None:
-        query = PersistentStorage.objects.using(using).order_by("id")
-    wanted: dict[type[models.Model], list[PersistentStorage]] = {}
-    problems: list[str] = []
-    for row in query:
-        model = registry.model_for_key(row.application, row.modelname)
-        if model is None:
-            problems.append(
-                f"{row.application}.{row.modelname} is no persistent model of this project; "
-                f"its stored row {row.pk} was kept."
-            )
-            continue
-        wanted.setdefault(model, []).append(row)
-    with database.lock:
-        lifecycle.flush(database, raise_errors=True)
-        if not getattr(database, "cluster", False):
-            lease.observe(database, using)  # cluster mode has no lease: one copy, on the server
-        failures = _load(database, wanted, using)
-        for model in wanted:
-            if model not in failures:
-                lifecycle.compact(database, model)
-    mark_restored()
-    problems.extend(str(error) for error in failures.values())
-    if problems:
-        raise RestoreError(" ".join(problems))

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, models
 
-from . import expiry, registry
+from . import expiry, lifecycle, registry
 from .conf import conf
 
 
@@ -21,8 +21,6 @@ class MemDB:
     def _route(self, model: type[models.Model], write: bool, **hints: Any) -> str | None:
         alias = conf.MEMDB_NAME
         if registry.is_in_memory(model):
-            from . import lifecycle
-
             lifecycle.ensure_usable(model, write)
             expiry.before_use(model)
             return alias

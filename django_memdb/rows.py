@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from operator import itemgetter
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.fields.related import RelatedField
 from django.utils.encoding import is_protected_type
 
 _IDENTITY = (
@@ -59,14 +60,14 @@ _short = short_repr().repr
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _value_type(field: models.Field) -> type:
+def _value_type(field: models.Field[Any, Any]) -> type:
     # A foreign key column holds its target's value.
-    while field.is_relation and (field.many_to_one or field.one_to_one):
+    while isinstance(field, RelatedField) and (field.many_to_one or field.one_to_one):
         field = field.target_field
     return type(field)
 
 
-def _json_types(field: models.Field) -> tuple[type, ...] | None:
+def _json_types(field: models.Field[Any, Any]) -> tuple[type, ...] | None:
     """JSON types a copied column accepts (None: the field converts its values)."""
     kind = _value_type(field)
     if kind not in _IDENTITY:
@@ -120,7 +121,7 @@ class TableCodec:
 
     # SQLite value -> serializer value
 
-    def _to_json_converter(self, field: models.Field) -> Converter | None:
+    def _to_json_converter(self, field: models.Field[Any, Any]) -> Converter | None:
         kind = _value_type(field)
         if kind in _IDENTITY:
             return None
@@ -135,13 +136,15 @@ class TableCodec:
                 value = converter(value, column, connection)
             if value is None or is_protected_type(value):
                 return _json_value(value)
-            return field.value_to_string(SimpleNamespace(**{field.attname: value}))
+            # value_to_string reads the one attribute of whatever it is given.
+            holder = cast(models.Model, SimpleNamespace(**{field.attname: value}))
+            return field.value_to_string(holder)
 
         return convert
 
     # serializer value -> SQLite parameter
 
-    def _from_json_converter(self, field: models.Field) -> Converter | None:
+    def _from_json_converter(self, field: models.Field[Any, Any]) -> Converter | None:
         if _value_type(field) in _IDENTITY:
             return None
         connection = self._connection

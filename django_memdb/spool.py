@@ -10,14 +10,12 @@ the change records deleted, so a failed flush leaves them pending.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
-from . import lease, reconnect, registry, rows, storage
-from .backend import host
+from . import lease, reconnect, registry, rows, sharing, storage
+from .backend import hooks
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
 from .conf import DURABILITY_COMMIT, conf
@@ -50,9 +48,7 @@ def _can_flush_now(database: SharedDatabase) -> bool:
 
 
 def _flush_after_spool_commit() -> None:
-    from . import lifecycle
-
-    lifecycle.flush_all()
+    hooks.installed().flush_started()
 
 
 def flush_after_spool_commit(database: Any, spool: Any) -> None:
@@ -89,16 +85,8 @@ def flush(database: SharedDatabase, raise_errors: bool = True, log: bool = True)
 
 
 def _flush_once(database: SharedDatabase, spool: Any) -> int:
-    saved = database.lease_generation, database.lease_until
-    try:
-        if database.host is None:
-            return _flush(database, spool)
-        with _spooling(database):
-            return _flush(database, spool)
-    except BaseException:
-        # As lease.undone_on_error: a claim rolled back did not happen.
-        database.lease_generation, database.lease_until = saved
-        raise
+    with lease.undone_on_error(database), sharing.of(database).spooling(database):
+        return _flush(database, spool)
 
 
 def flush_failed(
@@ -116,49 +104,6 @@ def flush_failed(
     if raise_errors:
         raise error from exc
     return 0
-
-
-@contextmanager
-def _spooling(database: SharedDatabase) -> Iterator[None]:
-    """In host mode, one process of the host writes storage at a time."""
-    if database.host is None:
-        yield
-        return
-    with database.host.spooling():
-        adopt_host_lease(database)
-        try:
-            yield
-        finally:
-            host.write_marker(database.connection, lease.token(database), database.lease_generation)
-
-
-def observed(database: SharedDatabase, generation: int, unless_claimed: bool = False) -> None:
-    """Record the generation of this process's load of storage (lease.observe).
-
-    In host mode the load refreshed the host's shared copy: the host file's
-    marker gets it too, for the other processes of the host. ``unless_claimed``:
-    not if a claim replaced the UNKNOWN generation since (it knows better).
-    """
-    with database.lock:
-        if unless_claimed and database.lease_generation != lease.UNKNOWN:
-            return
-        if database.host is None:
-            database.lease_generation = generation
-            return
-        with database.host.spooling():
-            if unless_claimed:
-                adopt_host_lease(database)
-                if database.lease_generation != lease.UNKNOWN:
-                    return
-            database.lease_generation = generation
-            host.write_marker(database.connection, lease.token(database), generation)
-
-
-def adopt_host_lease(database: SharedDatabase) -> None:
-    """The processes of a host share one lease: the one the shared file records."""
-    marker = host.read_marker(database.connection)
-    if marker is not None:
-        database.lease_token, database.lease_generation = marker
 
 
 def pending_labels(database: SharedDatabase) -> str:
@@ -316,7 +261,7 @@ def compact(database: SharedDatabase, model: type[models.Model] | None = None) -
             raise PersistenceError(
                 f"Cannot compact inside a transaction of the '{spool.alias}' database."
             )
-        with _spooling(database), lease.undone_on_error(database):
+        with sharing.of(database).spooling(database), lease.undone_on_error(database):
             for each in [model] if model else registry.persistent_models():
                 if each not in database.failed:
                     _compact(database, each, spool)

@@ -199,8 +199,6 @@ def blob_chunks(model: type[models.Model], pk: int, using: str) -> Iterator[byte
     whole; SQL range functions would load all of it for every range, so other
     databases return it in one piece.
     """
-    from .processors import as_bytes
-
     connection = connections[using]
     raw = connection.connection if connection.vendor == "sqlite" else None
     if raw is not None and hasattr(raw, "blobopen") and not connection.in_atomic_block:
@@ -208,7 +206,7 @@ def blob_chunks(model: type[models.Model], pk: int, using: str) -> Iterator[byte
             while piece := blob.read(BLOB_CHUNK):
                 yield piece
         return
-    yield as_bytes(model.objects.using(using).values_list("data", flat=True).get(pk=pk))
+    yield processors.as_bytes(model._default_manager.using(using).values_list("data", flat=True).get(pk=pk))
 
 
 # A journal entry costs a restart about as much as ENTRY_ROWS stored rows more

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from typing import Any
 
@@ -11,92 +10,9 @@ from django.db import connections
 from django.db.backends.sqlite3 import base as sqlite3_base
 
 from .. import identity
-from ..conf import MODE_CLUSTER, MODE_HOST, conf
-from ..transactions import testcase_blocks_only
-from . import host, names, shared
+from . import hooks, names, shared
+from .commit_hooks import CommitHooks
 from .features import DatabaseFeatures
-
-
-class _AtomicBlocks(list):  # type: ignore[type-arg]
-    """``atomic_blocks`` that notices when a user's block returns to a TestCase's.
-
-    Django's TestCase wraps every test in atomic blocks that never commit. As
-    Django does for ``atomic(durable=True)``, a block opened by the test itself
-    counts as committed when it exits back to the TestCase's blocks.
-    """
-
-    def __init__(self, wrapper: CommitHooks, blocks: Any = ()) -> None:
-        super().__init__(blocks)
-        self.wrapper = wrapper
-
-    def pop(self, *args: Any) -> Any:
-        block = super().pop(*args)
-        if (
-            self
-            and not getattr(block, "_from_testcase", False)
-            and testcase_blocks_only(self)
-            and sys.exc_info()[0] is None
-        ):
-            self.wrapper.memdb_changes_committed()
-        return block
-
-
-class CommitHooks:
-    """Flushes when a connection's changes count as committed; mixed into both engines of the alias.
-
-    Each engine says whether changes are pending (``memdb_pending``), when
-    they count as committed (``memdb_effectively_committed``) and how they
-    are journaled (``memdb_changes_committed``).
-    """
-
-    memdb_hooked = False
-    in_atomic_block: bool
-    needs_rollback: bool
-
-    @property
-    def atomic_blocks(self) -> _AtomicBlocks:
-        return self._memdb_atomic_blocks
-
-    @atomic_blocks.setter
-    def atomic_blocks(self, value: Any) -> None:
-        self._memdb_atomic_blocks = _AtomicBlocks(self, value)
-
-    def memdb_pending(self) -> bool:
-        raise NotImplementedError
-
-    def memdb_effectively_committed(self) -> bool:
-        raise NotImplementedError
-
-    def memdb_changes_committed(self) -> None:
-        raise NotImplementedError
-
-    def memdb_in_testcase_blocks_only(self) -> bool:
-        """Inside a TestCase's blocks only: as for ``atomic(durable=True)``, that counts as committed."""
-        return (
-            self.in_atomic_block
-            and not self.needs_rollback
-            and bool(self.atomic_blocks)
-            and testcase_blocks_only(self.atomic_blocks)
-        )
-
-    def memdb_schedule_flush(self) -> None:
-        if self.memdb_effectively_committed():
-            self.memdb_changes_committed()
-        elif self.in_atomic_block and not self.memdb_hooked:
-            self.memdb_hook_commit()
-
-    def memdb_hook_commit(self) -> None:
-        self.memdb_hooked = True
-        self.on_commit(self.memdb_changes_committed)  # type: ignore[attr-defined]
-
-    def _savepoint_rollback(self, sid: str) -> None:
-        super()._savepoint_rollback(sid)  # type: ignore[misc]
-        identity.rolled_back(self.alias, savepoint=True)  # type: ignore[attr-defined]
-        # Django drops on_commit callbacks registered inside the savepoint;
-        # changes made before it may still be pending.
-        self.memdb_hooked = False
-        if self.memdb_pending() and self.in_atomic_block:
-            self.memdb_hook_commit()
 
 
 class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
@@ -159,7 +75,9 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         raise StopIteration
 
 
-class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
+# django-stubs leaves out the private methods of Django's wrappers (_commit, ...),
+# which the engine extends: hence the ignores on their super() calls.
+class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignore[misc]  # atomic_blocks
     """SQLite wrapper whose threads share one connection per process.
 
     ``close()`` only detaches this wrapper: the database lives as long as the
@@ -171,11 +89,11 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
     features_class = DatabaseFeatures
 
     def __new__(cls, settings_dict: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if cls is DatabaseWrapper and conf.MEMDB_MODE == MODE_CLUSTER:
-            # One setting moves the alias onto a shared server: see cluster/engines.py.
-            from ..cluster.engines import wrapper_for
-
-            return wrapper_for(settings_dict, *args, **kwargs)
+        if cls is DatabaseWrapper:
+            # The mode may keep the alias elsewhere (cluster mode: on a server).
+            other = hooks.installed().opening().wrapper(settings_dict, *args, **kwargs)
+            if other is not None:
+                return other
         return super().__new__(cls)
 
     # Connection life cycle
@@ -190,33 +108,18 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
 
     def memdb_key(self) -> str:
         """The name of this alias's database in the process registry (shared.py)."""
-        if conf.MEMDB_MODE == MODE_HOST:
-            spool = connections[conf.MEMDB_SPOOL_DATABASE].settings_dict
-            return host.path_for(self.settings_dict["NAME"], spool, conf.MEMDB_HOST_DIRECTORY)
-        return str(self.settings_dict["NAME"])
+        return hooks.installed().opening().database_key(str(self.settings_dict["NAME"]))
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        open_sqlite = super().get_new_connection
-        key = self.memdb_key()
-        if conf.MEMDB_MODE == MODE_HOST:
-
-            def connect() -> tuple[Any, Any]:
-                files = host.HostFiles(key)
-                params = {**conn_params, "timeout": 60.0}
-                return files.open(lambda file: open_sqlite({**params, "database": file})), files
-
-            self.memdb_database = shared.get(key, connect)
-        else:
-            self.memdb_database = shared.get(key, lambda: (open_sqlite(conn_params), None))
+        opening = hooks.installed().opening()
+        key = opening.database_key(str(self.settings_dict["NAME"]))
+        self.memdb_database = opening.open(key, conn_params, super().get_new_connection)
         return self.memdb_database.connection
 
     def _start_transaction_under_autocommit(self) -> None:
-        if self.memdb_database.host is not None:
-            # Take the file's write lock up front: no deadlock between processes
-            # that would each upgrade a read lock.
-            self.cursor().execute("BEGIN IMMEDIATE")
-        else:
-            super()._start_transaction_under_autocommit()
+        database = self.memdb_database
+        if not database.mode.begin(self):
+            super()._start_transaction_under_autocommit()  # type: ignore[misc]
 
     def connect(self) -> None:
         # Django's connect() asks for the connection (set_autocommit) before
@@ -237,9 +140,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         if self.connection is None:
             super().ensure_connection()
         if not self.memdb_database.ready and not self.memdb_setting_up:
-            from .. import lifecycle
-
-            lifecycle.bootstrap(self)
+            hooks.installed().connected(self)
 
     def _close(self) -> None:
         # Leave the shared connection open; end this thread's transaction.
@@ -277,7 +178,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         database = self.memdb_database
         database.lock.acquire()
         try:
-            super()._commit()
+            super()._commit()  # type: ignore[misc]
             identity.committed(self.alias)
         finally:
             hooked, self.memdb_hooked = self.memdb_hooked, False
@@ -286,15 +187,13 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
         if database.dirty and not hooked:
             # A manual transaction (set_autocommit(False)): no on_commit hook
             # is allowed there, so flush here and keep failures pending.
-            from .. import spool
-
-            spool.changes_committed(database, raise_errors=False)
+            hooks.installed().changes_committed(database, False)
 
     def _rollback(self) -> None:
         database = self.memdb_database
         database.lock.acquire()
         try:
-            super()._rollback()
+            super()._rollback()  # type: ignore[misc]
             identity.rolled_back(self.alias)
         finally:
             self.memdb_hooked = False
@@ -304,7 +203,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
     def _set_autocommit(self, autocommit: bool) -> None:
         database = self.memdb_database
         with database.lock:
-            super()._set_autocommit(autocommit)
+            super()._set_autocommit(autocommit)  # type: ignore[misc]
 
     # Persistence hooks (see CommitHooks)
 
@@ -317,9 +216,7 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):
 
     def memdb_changes_committed(self) -> None:
         if self.memdb_database.dirty:
-            from .. import spool
-
-            spool.changes_committed(self.memdb_database)
+            hooks.installed().changes_committed(self.memdb_database, True)
 
 
 def detach_after_fork() -> None:

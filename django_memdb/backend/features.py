@@ -10,7 +10,7 @@ from django.utils.functional import cached_property
 
 class DatabaseFeatures(SQLiteDatabaseFeatures):
     @cached_property
-    def supports_json_field(self) -> bool:
+    def supports_json_field(self) -> bool:  # type: ignore[override]  # a cached_property in Django too
         # System checks ask this (Django 6.1+); a cursor on the alias would
         # start the in-memory database, and with it migrate and restore.
         probe = sqlite3.connect(":memory:")

@@ -24,21 +24,18 @@ import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.utils import load_backend
 
+from ..conf import default_directory as default_directory
+from . import shared
 from .private_files import claim_private_file, ensure_private_directory, open_private_file, private_directory
 
 # What SQLite makes next to the file; each is made ours before SQLite opens it.
 SQLITE_SUFFIXES = ("", "-wal", "-shm")
-
-
-def default_directory() -> str:
-    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
 def path_for(name: str, spool: Mapping[str, Any], directory: str) -> str:
@@ -161,6 +158,20 @@ class HostFiles:
             yield
         finally:
             os.close(descriptor)
+
+
+def open_database(
+    key: str, conn_params: dict[str, Any], open_sqlite: Callable[[dict[str, Any]], Any], mode: Any
+) -> shared.SharedDatabase:
+    """The host's shared file ``key`` as this process's shared database, opened on first use."""
+
+    def connect() -> shared.SharedDatabase:
+        files = HostFiles(key)
+        params = {**conn_params, "timeout": 60.0}
+        connection = files.open(lambda file: open_sqlite({**params, "database": file}))
+        return shared.SharedDatabase(key, connection, mode, files)
+
+    return shared.get(key, connect)
 
 
 MARKER = "django_memdb_host"

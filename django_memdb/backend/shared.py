@@ -12,20 +12,28 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from .. import bounds
+from django.db import models
+
+from .. import bounds, capture, identity
+from ..conf import conf
+from .raw import constraints_deferred, raw_transaction
 
 
 class SharedDatabase:
     """The process-wide state of one in-memory database."""
 
-    def __init__(self, name: str, connection: sqlite3.Connection, host: Any = None) -> None:
+    def __init__(self, name: str, connection: sqlite3.Connection, mode: Any, files: Any = None) -> None:
         self.name = name
         self.connection = connection
-        # host.HostFiles in host mode, None for a database of this process only.
-        self.host = host
+        # The mode that opened it (modes/): the engine asks it how to begin a
+        # transaction, the persistence layer who may write storage.
+        self.mode = mode
+        # What the mode keeps per database: host.HostFiles in host mode.
+        self.files = files
         self.lock = threading.RLock()
         # Thread that holds ``lock`` for an open transaction (one extra level).
         self.transaction_owner: int | None = None
@@ -38,7 +46,7 @@ class SharedDatabase:
         self.tables: dict[Any, Any] = {}
         # Models whose stored data could not be restored, with the error.
         self.failed: dict[Any, Exception] = {}
-        # The spool lease of this process (see lease.py).
+        # The spool lease of this process: written by lease.py only.
         self.lease_token: str | None = None
         self.lease_generation = 0
         self.lease_until: Any = None
@@ -67,23 +75,43 @@ class SharedDatabase:
     def owns_transaction(self) -> bool:
         return self.transaction_owner == threading.get_ident()
 
+    # Reloading tables from storage (restore.py) on the raw connection.
+
+    @contextmanager
+    def reloading(self) -> Iterator[None]:
+        """One transaction, foreign keys checked at its end."""
+        with constraints_deferred(self.connection), raw_transaction(self.connection, "django_memdb_restore"):
+            yield
+        # Committed outside Django's transaction hooks: no row read before it survives.
+        identity.clear(conf.MEMDB_NAME)
+
+    @contextmanager
+    def reloading_table(self, model: type[models.Model]) -> Iterator[None]:
+        """Undone if it fails, and never captured as a change."""
+        try:
+            with raw_transaction(self.connection, "django_memdb_table"):
+                capture.drop_triggers(self.connection, model)
+                yield
+        finally:
+            capture.install_triggers(self.connection, [model])
+
+    def existing_tables(self) -> set[str]:
+        return capture.existing_tables(self.connection)
+
 
 _databases: dict[str, SharedDatabase] = {}
 _registry_lock = threading.Lock()
 
 
-def get(name: str, connect: Callable[[], tuple[sqlite3.Connection, Any]]) -> SharedDatabase:
-    """The shared database called ``name``, opened with ``connect`` on first use.
-
-    ``connect`` returns the connection and the host files (None outside host mode).
-    """
+def get(name: str, connect: Callable[[], SharedDatabase]) -> SharedDatabase:
+    """The shared database called ``name``, opened with ``connect`` on first use."""
     try:
         return _databases[name]
     except KeyError:
         pass
     with _registry_lock:
         if name not in _databases:
-            _databases[name] = SharedDatabase(name, *connect())
+            _databases[name] = connect()
         return _databases[name]
 
 

@@ -21,8 +21,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 from django.db.backends.signals import connection_created
 
-from ..backend import shared
-from ..conf import MODE_CLUSTER, conf
+from ..backend import hooks, shared
+from ..conf import conf
 from . import codec
 from .server_store import ServerStore, require_postgresql
 from .sqlite_store import SQLiteStore
@@ -111,10 +111,10 @@ class MemDBCache(BaseCache):
 
     def _resolve(self) -> Any:
         """The store of this cache in the database the alias uses now (set up on first use)."""
-        wrapper = connections[conf.MEMDB_NAME]
+        wrapper: Any = connections[conf.MEMDB_NAME]  # the engine's, or the cluster's
         table = self.model._meta.db_table
         make: Callable[[], Any]
-        if conf.MEMDB_MODE == MODE_CLUSTER:
+        if hooks.installed().opening().tables_on_server:
             key = (str(wrapper.settings_dict["NAME"]), table, self.location)
             make = lambda: ServerStore(wrapper.alias, table, self.location, self._max_entries, self._cull)  # noqa: E731
             current = None

@@ -258,7 +258,7 @@ class SQLiteStore:
     def written(self) -> None:
         """After a write to a persistent table: journal it as a statement of the alias would."""
         if self.database.dirty and not self.database.flushing:
-            wrapper = connections[conf.MEMDB_NAME]
+            wrapper: Any = connections[conf.MEMDB_NAME]  # the engine's (backend/base.py)
             wrapper.ensure_connection()
             wrapper.memdb_schedule_flush()
 

@@ -9,7 +9,7 @@ connection first makes sure the server still holds the tables.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -17,8 +17,8 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.utils import load_backend
 
 from .. import identity, reconnect
-from ..backend import shared
-from ..backend.base import CommitHooks
+from ..backend import hooks, shared
+from ..backend.commit_hooks import CommitHooks
 from ..conf import conf
 from . import dialect, state
 
@@ -34,14 +34,14 @@ class _Capturing:
 
     db: Any
 
-    def execute(self, sql: str, params: Any = None) -> Any:
+    def execute(self, sql: Any, params: Any = None) -> Any:
         identity.statement_started(self.db.alias)
         result = super().execute(sql, params)  # type: ignore[misc]
         if _is_write(sql):
             self.db.memdb_wrote()
         return result
 
-    def executemany(self, sql: str, param_list: Any) -> Any:
+    def executemany(self, sql: Any, param_list: Any) -> Any:
         identity.statement_started(self.db.alias)
         result = super().executemany(sql, param_list)  # type: ignore[misc]
         if _is_write(sql):
@@ -68,7 +68,7 @@ class ClusterWrapper(CommitHooks):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.memdb_database = state.get()
+        self.memdb_database = state.get(hooks.installed().opening())
         self.memdb_dialect = dialect.for_connection(self)
         self.memdb_dirty = False
         self.memdb_flushing = False
@@ -92,9 +92,7 @@ class ClusterWrapper(CommitHooks):
         try:
             super().ensure_connection()  # type: ignore[misc]
             if fresh or not self.memdb_database.ready:
-                from . import lifecycle
-
-                lifecycle.connected(self)
+                hooks.installed().connected(self)
         finally:
             self.memdb_checking = False
 
@@ -127,9 +125,7 @@ class ClusterWrapper(CommitHooks):
     def memdb_changes_committed(self, raise_errors: bool = True) -> None:
         if self.memdb_dirty:
             self.memdb_dirty = False
-            from . import spool
-
-            spool.changes_committed(self.memdb_database, raise_errors=raise_errors)
+            hooks.installed().changes_committed(self.memdb_database, raise_errors)
 
     memdb_identity_wrote = False
 
@@ -159,6 +155,11 @@ class ClusterWrapper(CommitHooks):
             # MEMORY tables keep rolled-back writes and their capture rows: those
             # stay pending, journaled by the next flush of any process.
             self.memdb_dirty = False
+
+
+def alias_wrapper() -> ClusterWrapper:
+    """This thread's wrapper of the in-memory alias, which cluster mode made a ClusterWrapper."""
+    return cast(ClusterWrapper, connections[conf.MEMDB_NAME])
 
 
 _classes: dict[type, type] = {}

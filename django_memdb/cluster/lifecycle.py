@@ -12,52 +12,14 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from .. import expiry, registry, restore, storage
+from .. import registry, restore, storage
 from ..conf import conf
-from ..exceptions import PersistenceError
 from ..models import PersistentJournal, PersistentStorage
-from . import dialect
+from . import dialect, spool
+from .server import reset_sequences, server_lock
 from .state import ClusterState
 
 logger = logging.getLogger("django_memdb")
-
-
-@contextmanager
-def server_lock(wrapper: Any) -> Iterator[None]:
-    """One process of the cluster at a time: rebuilds and flushes."""
-    with wrapper.cursor() as cursor:
-        cursor.execute(wrapper.memdb_dialect.lock())
-        if cursor.fetchone()[0] != 1 and wrapper.memdb_dialect.vendor == "mysql":
-            raise PersistenceError(
-                "Timed out after 120 s waiting for the lock of the in-memory tables "
-                "(another process rebuilds or journals them)."
-            )
-    try:
-        yield
-    finally:
-        with wrapper.cursor() as cursor:
-            cursor.execute(wrapper.memdb_dialect.unlock())
-
-
-@contextmanager
-def not_captured(wrapper: Any, model_list: list[type[models.Model]]) -> Iterator[None]:
-    """Writes of this connection that the capture triggers skip (a reload from storage)."""
-    sql = wrapper.memdb_dialect
-    with wrapper.cursor() as cursor:
-        cursor.execute(sql.restoring_on)
-    try:
-        yield
-    finally:
-        with wrapper.cursor() as cursor:
-            cursor.execute(sql.restoring_off)
-        reset_sequences(wrapper, model_list)
-
-
-def reset_sequences(wrapper: Any, model_list: list[type[models.Model]]) -> None:
-    """PostgreSQL's sequences do not follow explicit keys: start them after the loaded rows."""
-    with wrapper.cursor() as cursor:
-        for statement in wrapper.memdb_dialect.sequence_resets(model_list):
-            cursor.execute(statement)
 
 
 def _tables() -> list[type[models.Model]]:
@@ -103,11 +65,6 @@ def connected(wrapper: Any) -> None:
         _read_table_states(database)
         database.name = str(wrapper.settings_dict["NAME"])
         database.ready = True
-    if registry.persistent_models():
-        from .. import lifecycle
-
-        lifecycle.start_services(database)
-    expiry.start_purger()
 
 
 def _ensure_tables(wrapper: Any, database: ClusterState, at_start: bool) -> None:
@@ -130,8 +87,6 @@ def _ensure_tables(wrapper: Any, database: ClusterState, at_start: bool) -> None
 
 
 def _flush_before_rebuild(database: ClusterState) -> None:
-    from . import spool
-
     try:
         spool.flush(database, raise_errors=True, forced=True)
     except Exception as exc:  # the tables of older models may not match any more

@@ -19,8 +19,8 @@ from .. import reconnect, registry, rows, storage
 from ..conf import DURABILITY_COMMIT, conf
 from ..spool import flush_after_spool_commit, flush_failed
 from ..transactions import user_in_atomic
-from . import dialect
-from .lifecycle import server_lock
+from . import dialect, engines
+from .server import server_lock
 from .state import ClusterState
 
 logger = logging.getLogger("django_memdb")
@@ -38,7 +38,7 @@ def flush(database: ClusterState, raise_errors: bool = True, forced: bool = Fals
 
     ``log``: whether a failure is logged (the exit handler reports its own).
     """
-    wrapper = connections[conf.MEMDB_NAME]
+    wrapper = engines.alias_wrapper()
     spool = connections[conf.MEMDB_SPOOL_DATABASE]
     if not (database.ready or forced) or wrapper.memdb_flushing:
         return 0

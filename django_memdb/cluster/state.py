@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import connections
+from django.db import connections, models, transaction
 
+from .. import identity
 from ..backend import shared
 from ..conf import conf
+from .server import not_captured, server_lock
 
 
 class ThreadConnection:
@@ -34,11 +38,13 @@ class ClusterState:
     the tables it could not restore, and the last flush error.
     """
 
-    cluster = True
-    host = None
+    # Cluster mode has no lease: one copy of the tables, on the server.
     lease_token = None
+    files = None
 
-    def __init__(self) -> None:
+    def __init__(self, mode: Any) -> None:
+        # The mode (modes/cluster.py), as SharedDatabase.mode.
+        self.mode = mode
         self.connection = ThreadConnection()
         self.lock = threading.RLock()
         self.ready = False
@@ -52,16 +58,37 @@ class ClusterState:
         # Changes left pending while the spool database was in a project's transaction.
         self.dirty = False
 
+    # Reloading tables from storage (restore.py), as SharedDatabase does.
+
+    @contextmanager
+    def reloading(self) -> Iterator[None]:
+        """One transaction under the server lock, foreign keys checked at its end."""
+        wrapper = connections[conf.MEMDB_NAME]
+        with server_lock(wrapper), transaction.atomic(using=wrapper.alias):
+            yield
+        identity.clear(conf.MEMDB_NAME)
+
+    @contextmanager
+    def reloading_table(self, model: type[models.Model]) -> Iterator[None]:
+        """Undone if it fails, and never captured as a change."""
+        with not_captured(connections[conf.MEMDB_NAME], [model]), transaction.atomic(using=conf.MEMDB_NAME):
+            yield
+
+    def existing_tables(self) -> set[str]:
+        wrapper = connections[conf.MEMDB_NAME]
+        with wrapper.cursor() as cursor:
+            return set(wrapper.introspection.table_names(cursor))
+
 
 _state: ClusterState | None = None
 _state_lock = threading.Lock()
 
 
-def get() -> ClusterState:
+def get(mode: Any) -> ClusterState:
     global _state
     with _state_lock:
         if _state is None:
-            _state = ClusterState()
+            _state = ClusterState(mode)
         return _state
 
 

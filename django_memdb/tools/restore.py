@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .. import lifecycle
 from ..models import PersistentStorage
 
 
@@ -14,10 +15,7 @@ def restore(query: Iterable[PersistentStorage] | None = None) -> None:
     each table's journal; afterwards storage matches memory again. Sets
     ``MEMDB_RESTORED``. Raises RestoreError naming every table it could not load.
     """
-    from .. import lifecycle
-    from ..restore import restore_rows
-
-    restore_rows(lifecycle.current_database(), query)
+    lifecycle.restore_rows(lifecycle.current_database(), query)
 
 
 __all__ = ["restore"]
