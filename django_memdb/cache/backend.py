@@ -96,7 +96,7 @@ class MemDBCache(BaseCache):
     def model(self) -> Any:
         """The table of the entries (the app's models are looked up once the registry is ready)."""
         if self._model is None:
-            if conf.MEMDB_MODE == MODE_CLUSTER:
+            if hooks.installed().opening().tables_on_server:
                 # First: on MariaDB the app is rightly left out, and "add it to INSTALLED_APPS" would mislead.
                 require_postgresql(conf.MEMDB_NAME, self.location)
             name = "PersistentCacheEntry" if self.persistent else "CacheEntry"
