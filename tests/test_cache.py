@@ -266,6 +266,21 @@ class _Browser:
             return dict(json.loads(response.read()))
 
 
+def assert_sessions_cross_workers(port: int) -> None:
+    """Sessions written through one worker are read through others (each browser keeps its cookie)."""
+    browsers = [_Browser(port) for _ in range(6)]
+    writers = [browser.call(f"text {number}")["pid"] for number, browser in enumerate(browsers)]
+    crossed = 0
+    for _ in range(200):  # read on until workers other than the writers answered
+        for number, browser in enumerate(browsers):
+            answer = browser.call()
+            assert answer["text"] == f"text {number}"
+            crossed += answer["pid"] != writers[number]
+        if crossed >= 3:
+            break
+    assert crossed >= 3, "sessions should be read by other workers than the one that wrote them"
+
+
 @pytest.mark.processes
 @pytest.mark.parametrize("engine", ["cache", "cached_db"])
 def test_sessions_written_by_one_worker_are_read_by_another(scratch: Scratch, tmp_path: Path, engine: str) -> None:
@@ -274,17 +289,7 @@ def test_sessions_written_by_one_worker_are_read_by_another(scratch: Scratch, tm
         MEMDB_TEST_SESSION_ENGINE=f"django.contrib.sessions.backends.{engine}",
     )
     try:
-        browsers = [_Browser(server.port) for _ in range(6)]
-        writers = [browser.call(f"text {number}")["pid"] for number, browser in enumerate(browsers)]
-        crossed = 0
-        for _ in range(200):  # read on until workers other than the writers answered
-            for number, browser in enumerate(browsers):
-                answer = browser.call()
-                assert answer["text"] == f"text {number}"
-                crossed += answer["pid"] != writers[number]
-            if crossed >= 3:
-                break
-        assert crossed >= 3, "sessions should be read by other workers than the one that wrote them"
+        assert_sessions_cross_workers(server.port)
     finally:
         server.stop()
 

@@ -16,31 +16,16 @@ from typing import Any
 from django.core.checks import CheckMessage
 from django.db import models
 
-from ..backend import shared
-from ..backend.hooks import OpenSQLite
+from ..backend.hooks import PlainOpening
 
 
-class Mode(ABC):
+class Mode(PlainOpening, ABC):
+    """Opening and sharing (backend.hooks.Opening) are by default PlainOpening's: one
+    SQLite database per NAME, shared by the threads of this process."""
+
     name: str = ""
-    # Where the tables live (backend.hooks.Opening).
-    tables_on_server = False
     # Whether memdb_max_rows (bounds.py) is enforced: SQLite triggers.
     enforces_row_bounds = True
-
-    # Opening and sharing (backend.hooks.Opening): by default one SQLite
-    # database per NAME, shared by the threads of this process.
-
-    def wrapper(self, settings_dict: dict[str, Any], alias: str) -> Any | None:
-        return None
-
-    def database_key(self, name: str) -> str:
-        return name
-
-    def open(self, key: str, conn_params: dict[str, Any], open_sqlite: OpenSQLite) -> shared.SharedDatabase:
-        return shared.get(key, lambda: shared.SharedDatabase(key, open_sqlite(conn_params), self))
-
-    def begin(self, wrapper: Any) -> bool:
-        return False
 
     # The database of this process.
 
