@@ -41,16 +41,17 @@ def _in_transaction(alias: str) -> bool:
 def _mapping_from_db(original: Any) -> Any:
     load = original.__func__
 
-    def from_db(cls: type[models.Model], db: str, field_names: Any, values: Any) -> Any:
+    # **kwargs: Django 6.1 passes fetch_mode, and warns about a from_db() that cannot take it.
+    def from_db(cls: type[models.Model], db: str, field_names: Any, values: Any, **kwargs: Any) -> Any:
         info = _infos.get(cls) or info_for(cls)
         if not info.mapped or len(values) != info.fields:
-            return load(cls, db, field_names, values)  # only()/defer(): never mapped
+            return load(cls, db, field_names, values, **kwargs)  # only()/defer(): never mapped
         pk = values[info.pk_index]
         found_map = identity.map_for(db, cls, info.shared)
         found = found_map.get(pk)
         if found is not None:
             return found
-        instance = load(cls, db, field_names, values)
+        instance = load(cls, db, field_names, values, **kwargs)
         if pk is not None and identity.may_map(info.shared and _in_transaction(db)):
             found_map[pk] = instance
         return instance
