@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy as copy_module
 import io
 import json
 import threading
@@ -37,6 +38,14 @@ def test_closing_a_wrapper_that_never_connected() -> None:
     copy.close()
     assert copy.connection is None
     assert Ephemeral.objects.count() == 1
+
+
+def test_a_wrapper_can_be_copied_with_the_copy_module() -> None:
+    """Django's own suite copies wrappers with copy.copy(), which rebuilds them without arguments."""
+    wrapper = connections["django_memdb"]
+    duplicate = copy_module.copy(wrapper)
+    assert type(duplicate) is type(wrapper)
+    assert duplicate.settings_dict == wrapper.settings_dict
 
 
 def test_survives_close_all_and_close_old_connections() -> None:

@@ -89,7 +89,8 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignor
     features_class = DatabaseFeatures
 
     def __new__(cls, settings_dict: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if cls is DatabaseWrapper:
+        # A copy (copy.copy, pickle) is rebuilt without arguments: it stays this class.
+        if cls is DatabaseWrapper and settings_dict is not None:
             # The mode may keep the alias elsewhere (cluster mode: on a server).
             other = hooks.installed().opening().wrapper(settings_dict, *args, **kwargs)
             if other is not None:
