@@ -4,13 +4,15 @@ Expired rows are deleted (never filtered), so every reader agrees on what a
 table holds and a persistent table journals the deletion like any other:
 a restart does not bring them back. A purge runs
 
-- before an ORM read or write of the model is routed, when the last purge
-  of that model in this process is ``MEMDB_EXPIRY_INTERVAL`` or more ago
-  (lazy expiry, as Redis does on access), and
-- every ``MEMDB_EXPIRY_INTERVAL`` in a thread of each process (active expiry),
+- before every ORM read or write of the model (routed, or answered by the
+  identity map) that finds an expired row by one lookup in the field's
+  index, so that no ORM read returns a row that had expired when it began,
+- every ``MEMDB_EXPIRY_INTERVAL`` in a thread of each process (active
+  expiry), so that tables nobody reads do not keep their expired rows,
 
-in batches that are each their own short transaction, so that other
-requests wait for one batch at most, never for the whole purge.
+in slices bounded in time (``pacing``), each its own short transaction,
+with a pause between them: other requests wait for one slice at most,
+never for the whole purge.
 """
 
 from __future__ import annotations
@@ -19,22 +21,19 @@ import datetime
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError, connections, models, router, transaction
 from django.utils import timezone
 
-from . import registry
+from . import pacing, registry
 from .conf import conf
 from .exceptions import MemDBError
 from .transactions import user_in_atomic
 
 logger = logging.getLogger("django_memdb")
-
-# Rows deleted per transaction: short enough that a thread waiting for the
-# database waits milliseconds (see benchmarks/expiry.py).
-BATCH = 500
 
 
 class Expiry:
@@ -94,61 +93,116 @@ def expired(model: type[models.Model], now: datetime.datetime | None = None) -> 
     return model._base_manager.using(conf.MEMDB_NAME).filter(**{f"{spec.field}__lte": cutoff})
 
 
-def purge(model: type[models.Model], now: datetime.datetime | None = None, batch: int = BATCH) -> int:
-    """Delete the expired rows of ``model`` in batches; how many were deleted.
+def purge(model: type[models.Model], now: datetime.datetime | None = None, batch: int | None = None) -> int:
+    """Delete the expired rows of ``model`` in slices; how many were deleted.
 
-    Each batch is a ``QuerySet.delete()`` in a transaction of its own, so
+    Each slice is a ``QuerySet.delete()`` in a transaction of its own, so
     ``pre_delete``/``post_delete`` are sent and ``on_delete`` is honoured as
-    for any delete, and the capture triggers journal it.
+    for any delete, and the capture triggers journal it. A slice takes as
+    many rows as fit in ``pacing.SLICE_SECONDS`` by the time the previous
+    ones took (``batch``: that many rows each, always), and the purge pauses
+    between slices so that the threads waiting for the database go first.
+    Inside a transaction of the project the slices join it: the lock is held
+    until it ends whatever the purge does, so there is no pause.
     """
     now = clock() if now is None else now
     alias = conf.MEMDB_NAME
     manager = model._base_manager.using(alias)
+    pacer = pacing.Pacer()
+    if batch is not None:
+        pacer.size = pacer.largest = batch
+    in_transaction = user_in_atomic(connections[alias])
     total = 0
     while True:
+        size = pacer.size
+        began = time.perf_counter()
         with transaction.atomic(using=alias):
-            keys = list(expired(model, now).values_list("pk", flat=True)[:batch])
+            keys = list(expired(model, now).values_list("pk", flat=True)[:size])
             if keys:
                 manager.filter(pk__in=keys).delete()
+        took = time.perf_counter() - began
         total += len(keys)
-        if len(keys) < batch:
+        if len(keys) < size:
             return total
+        pacer.measured(len(keys), took)
+        if not in_transaction:
+            pacing.pause_after(took)
 
 
-# When the last purge of each model ran in this process (clock time).
-_last_purge: dict[type[models.Model], datetime.datetime] = {}
+# Per model and database vendor: the SQL that tells whether a row has expired.
+_probes: dict[tuple[type[models.Model], str], str] = {}
+
+
+def any_expired(model: type[models.Model], now: datetime.datetime) -> bool:
+    """Whether a row of ``model`` has expired at ``now``: one lookup in the field's index.
+
+    The SQL is compiled once per model (a queryset each time would cost more
+    than the lookup); only the cutoff changes.
+    """
+    spec = declared(model)
+    assert spec is not None and spec.field is not None
+    alias = conf.MEMDB_NAME
+    wrapper = connections[alias]
+    cutoff = spec.cutoff(now)
+    field = model._meta.get_field(spec.field)
+    key = (model, wrapper.vendor)
+    sql = _probes.get(key)
+    if sql is None:
+        query = expired(model, now).values_list("pk", flat=True)[:1].query
+        sql, params = query.get_compiler(using=alias).as_sql()
+        assert len(params) == 1, params  # the cutoff, and nothing else
+        _probes[key] = sql
+    with wrapper.cursor() as cursor:
+        cursor.execute(sql, [field.get_db_prep_value(cutoff, wrapper)])  # type: ignore[attr-defined]
+        return cursor.fetchone() is not None
+
+
+# Per model: held by the thread of this process that purges it, so that the
+# others wait for that purge instead of deleting the same rows beside it.
+_purging: dict[type[models.Model], threading.Lock] = {}
+_purging_guard = threading.Lock()
 _local = threading.local()
 
 
-def due(model: type[models.Model], now: datetime.datetime) -> bool:
-    last = _last_purge.get(model)
-    if last is None:
-        return True
-    elapsed = (now - last).total_seconds()
-    return elapsed < 0 or elapsed >= conf.MEMDB_EXPIRY_INTERVAL  # a clock set back: purge
+def _purge_lock(model: type[models.Model]) -> threading.Lock:
+    lock = _purging.get(model)
+    if lock is None:
+        with _purging_guard:
+            lock = _purging.setdefault(model, threading.Lock())
+    return lock
 
 
 def before_use(model: type[models.Model]) -> None:
-    """Purge ``model`` if it expires and its last purge is too old; from the router.
+    """Delete the expired rows of ``model`` before an ORM read or write uses it.
 
-    Inside a transaction of the project the purge joins it (as a savepoint)
-    and is not remembered: a rollback would bring the rows back.
+    Called by the router and the identity map for every use: a lookup in the
+    field's index finds none in the common case. If some have expired, they
+    are purged first (in slices: other threads of the process run between
+    them), so that no read ever returns a row that had expired when it
+    began. Another thread of this process purging the same model is waited
+    for, rather than joined. Inside a transaction of the project the purge
+    joins it (as savepoints): a rollback brings the rows back, and the next
+    use deletes them again.
     """
     spec = declared(model)
     if spec is None or getattr(_local, "purging", False):
-        return
-    now = clock()
-    if not due(model, now):
         return
     wrapper = connections[conf.MEMDB_NAME]
     if getattr(getattr(wrapper, "memdb_database", None), "bootstrapping", None) == threading.get_ident():
         return  # a migration or the restore of this thread: the tables are not ready
     _local.purging = True
     try:
-        in_transaction = user_in_atomic(wrapper)
-        purge(model, now)
-        if not in_transaction:
-            _last_purge[model] = now
+        now = clock()
+        if not any_expired(model, now):
+            return
+        if user_in_atomic(wrapper):
+            # Its transaction holds the lock another purging thread needs: waiting would deadlock.
+            purge(model, now)
+            return
+        with _purge_lock(model):
+            # Probed again: the thread this one waited for may have purged them all.
+            if any_expired(model, now):
+                purge(model, now)
     except DatabaseError as exc:
         # Never fail the read or write that asked: the next one tries again.
         logger.warning("django_memdb: could not purge the expired rows of %s: %s", model._meta.label, exc)
@@ -157,8 +211,8 @@ def before_use(model: type[models.Model]) -> None:
 
 
 def forget_purges() -> None:
-    """Purge every expiring model at its next use (a new database, or a test)."""
-    _last_purge.clear()
+    """Forget what was compiled for a database (a new database, or a test)."""
+    _probes.clear()
 
 
 # The purger thread of this process (active expiry).
@@ -204,10 +258,11 @@ def start_purger() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _purger, _purger_lock
+    global _purger, _purger_lock, _purging_guard
     _purger = None  # the parent's thread does not exist here
     _purger_lock = threading.Lock()
-    _last_purge.clear()
+    _purging_guard = threading.Lock()
+    _purging.clear()  # a lock held by a thread of the parent would never be released here
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

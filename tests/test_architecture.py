@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "django_memdb.identity", "django_memdb.identity_install", "django_memdb.identity_manager",
             "django_memdb.identity_sqlite",
             # Expiring and bounded models: the router and the identity map purge, the engine evicts.
-            "django_memdb.expiry", "django_memdb.bounds",
+            "django_memdb.expiry", "django_memdb.bounds", "django_memdb.pacing",
         ],
     ),
     (
