@@ -143,8 +143,6 @@ def any_expired(model: type[models.Model], now: datetime.datetime) -> bool:
     assert spec is not None and spec.field is not None
     alias = conf.MEMDB_NAME
     wrapper = connections[alias]
-    cutoff = spec.cutoff(now)
-    field = model._meta.get_field(spec.field)
     key = (model, wrapper.vendor)
     sql = _probes.get(key)
     if sql is None:
@@ -153,7 +151,7 @@ def any_expired(model: type[models.Model], now: datetime.datetime) -> bool:
         assert len(params) == 1, params  # the cutoff, and nothing else
         _probes[key] = sql
     with wrapper.cursor() as cursor:
-        cursor.execute(sql, [field.get_db_prep_value(cutoff, wrapper)])  # type: ignore[attr-defined]
+        cursor.execute(sql, [wrapper.ops.adapt_datetimefield_value(spec.cutoff(now))])
         return cursor.fetchone() is not None
 
 

@@ -23,7 +23,7 @@ from django.test import TransactionTestCase
 from django.test.utils import isolate_apps
 from django.utils import timezone
 
-from django_memdb import checks, expiry
+from django_memdb import checks, expiry, pacing
 from django_memdb.expiry import Expiry
 from django_memdb.mixins import InMemoryDB
 from tests.expiry_app.models import Deadline, Grant, GrantUse, Latest, MappedGrant, Recent, Token
@@ -192,6 +192,67 @@ class ExpiryTests(ExpiryTestCase):
         self.clock.advance(3601)
         assert expiry.purge(Token, batch=4) == 25
         assert in_memory(Token) == {} and stored(Token) == {}
+
+
+def _insert_expired(model: type[models.Model], count: int) -> None:
+    """Rows expired already, written without the router (whose purge would delete them at once)."""
+    table = connections[MEMORY].ops.quote_name(model._meta.db_table)
+    with connections[MEMORY].cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} (text, created) VALUES (%s, %s)", [[str(n), _old()] for n in range(count)])
+
+
+class SlicedPurgeTests(ExpiryTestCase):
+    def test_other_threads_read_between_the_slices_of_a_long_purge(self) -> None:
+        _insert_expired(Grant, 3000)
+        Latest.objects.create(text="another table")
+        started, finished = threading.Event(), threading.Event()
+        purged: list[int] = []
+
+        def purge() -> None:
+            with expiry._purge_lock(Grant):  # as before_use: the process's purger thread waits
+                started.set()
+                purged.append(expiry.purge(Grant, batch=10))  # 300 slices, with a pause after each
+            finished.set()
+            connections.close_all()
+
+        thread = threading.Thread(target=purge)
+        thread.start()
+        started.wait()
+        while len(in_memory(Grant)) == 3000:
+            time.sleep(0.001)
+        # In the middle of the purge, a read of another table and a write are not held until its end.
+        assert Latest.objects.filter(text="another table").exists()
+        Latest.objects.create(text="written meanwhile")
+        assert not finished.is_set() and 0 < len(in_memory(Grant)) < 3000
+        thread.join()
+        assert purged == [3000] and in_memory(Grant) == {}
+
+    def test_a_read_during_a_purge_of_its_own_model_waits_for_it_and_sees_no_expired_row(self) -> None:
+        _insert_expired(Grant, 500)
+        results: list[list[str]] = []
+
+        def read() -> None:
+            results.append(list(Grant.objects.values_list("text", flat=True)))
+            connections.close_all()
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results == [[]] * 4 and in_memory(Grant) == {}
+
+    def test_the_slice_size_follows_the_time_per_row(self) -> None:
+        pacer = pacing.Pacer(seconds=0.010, first=50, largest=5000)
+        pacer.measured(50, 0.001)  # 20 µs a row: 500 fit, but it grows twofold at most
+        assert pacer.size == 100
+        pacer.measured(100, 0.100)  # the machine slowed down: 1 ms a row (smoothed with the first)
+        assert pacer.size == int(0.010 / (0.5 * (0.001 / 50 + 0.100 / 100)))
+        for _ in range(50):
+            pacer.measured(pacer.size, pacer.size * 1e-7)  # very cheap rows
+        assert pacer.size == 5000  # never more than the largest
+        pacer.measured(0, 1.0)  # an empty slice tells nothing
+        assert pacer.size == 5000
 
 
 class BoundTests(ExpiryTestCase):
