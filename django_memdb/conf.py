@@ -103,7 +103,7 @@ class Settings:
 
     @property
     def MEMDB_EXPIRY_INTERVAL(self) -> float:
-        """Seconds between purges of expired rows: how long past its expiry a row may still be read."""
+        """Seconds between two purges by the purge thread of each process (ORM reads check before each use)."""
         return self._get("MEMDB_EXPIRY_INTERVAL")
 
 

@@ -5,8 +5,10 @@ table holds and a persistent table journals the deletion like any other:
 a restart does not bring them back. A purge runs
 
 - before every ORM read or write of the model (routed, or answered by the
-  identity map) that finds an expired row by one lookup in the field's
-  index, so that no ORM read returns a row that had expired when it began,
+  identity map) that finds an expired row by a lookup in the field's index
+  (on SQLite, not repeated while the database did not change and the
+  earliest expiry it found is ahead), so that no ORM read returns a row that
+  had expired when it began,
 - every ``MEMDB_EXPIRY_INTERVAL`` in a thread of each process (active
   expiry), so that tables nobody reads do not keep their expired rows,
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -129,30 +132,85 @@ def purge(model: type[models.Model], now: datetime.datetime | None = None, batch
             pacing.pause_after(took)
 
 
-# Per model and database vendor: the SQL that tells whether a row has expired.
-_probes: dict[tuple[type[models.Model], str], str] = {}
+# Per model and database vendor: the SQL of the lookups below.
+_probes: dict[tuple[type[models.Model], str, str], str] = {}
+
+
+def _compiled(model: type[models.Model], wrapper: Any, kind: str, queryset: models.QuerySet[Any]) -> str:
+    # Compiled once per model (a queryset each time would cost more than the lookup).
+    key = (model, wrapper.vendor, kind)
+    sql = _probes.get(key)
+    if sql is None:
+        sql, params = queryset.query.get_compiler(using=wrapper.alias).as_sql()
+        assert len(params) == (1 if kind == "expired" else 0), params
+        _probes[key] = sql
+    return sql
 
 
 def any_expired(model: type[models.Model], now: datetime.datetime) -> bool:
-    """Whether a row of ``model`` has expired at ``now``: one lookup in the field's index.
-
-    The SQL is compiled once per model (a queryset each time would cost more
-    than the lookup); only the cutoff changes.
-    """
+    """Whether a row of ``model`` has expired at ``now``: one lookup in the field's index."""
     spec = declared(model)
     assert spec is not None and spec.field is not None
-    alias = conf.MEMDB_NAME
-    wrapper = connections[alias]
-    key = (model, wrapper.vendor)
-    sql = _probes.get(key)
-    if sql is None:
-        query = expired(model, now).values_list("pk", flat=True)[:1].query
-        sql, params = query.get_compiler(using=alias).as_sql()
-        assert len(params) == 1, params  # the cutoff, and nothing else
-        _probes[key] = sql
+    wrapper = connections[conf.MEMDB_NAME]
+    sql = _compiled(model, wrapper, "expired", expired(model, now).values_list("pk", flat=True)[:1])
     with wrapper.cursor() as cursor:
         cursor.execute(sql, [wrapper.ops.adapt_datetimefield_value(spec.cutoff(now))])
         return cursor.fetchone() is not None
+
+
+def _earliest(model: type[models.Model], wrapper: Any, field: str) -> datetime.datetime | None:
+    """The smallest value of the field in the table (SQLite): rows expire in its order."""
+    manager = model._base_manager.using(wrapper.alias)
+    queryset = manager.filter(**{f"{field}__isnull": False}).order_by(field).values_list(field, flat=True)[:1]
+    with wrapper.cursor() as cursor:
+        cursor.execute(_compiled(model, wrapper, "earliest", queryset))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    value: datetime.datetime | None = wrapper.ops.convert_datetimefield_value(row[0], None, wrapper)
+    return value
+
+
+def _stamp(wrapper: Any) -> tuple[int, int, int] | None:
+    """Changes whenever a row of the in-memory database may have changed; None if unknown.
+
+    SQLite counts the rows its connection changed (every thread of the
+    process shares it: ORM, raw SQL, triggers), and ``data_version`` changes
+    when another connection (another process of the host) committed. A
+    rollback changes neither: inside a transaction, and on a server's
+    database (cluster mode), there is no stamp.
+    """
+    database = getattr(wrapper, "memdb_database", None)
+    connection = getattr(database, "connection", None)
+    if database is None or not isinstance(connection, sqlite3.Connection):
+        return None
+    with database.lock:
+        if connection.in_transaction:
+            return None
+        version = connection.execute("PRAGMA data_version").fetchone()[0]
+        return id(connection), connection.total_changes, version
+
+
+# Per model, on SQLite: the stamp of the database when a lookup found no
+# expired row, and the earliest value of the field then. Until the stamp
+# changes no row is written, so none expires before that value does.
+_clear: dict[type[models.Model], tuple[tuple[int, int, int], datetime.datetime | None]] = {}
+
+
+def _has_expired(model: type[models.Model], spec: Expiry, wrapper: Any, now: datetime.datetime) -> bool:
+    assert spec.field is not None
+    cutoff = spec.cutoff(now)
+    stamp = _stamp(wrapper)
+    if stamp is None:
+        return any_expired(model, now)
+    known = _clear.get(model)
+    if known is not None and known[0] == stamp and (known[1] is None or cutoff < known[1]):
+        return False
+    earliest = _earliest(model, wrapper, spec.field)  # after the stamp: a write in between changes it
+    if earliest is not None and earliest <= cutoff:
+        return True
+    _clear[model] = (stamp, earliest)
+    return False
 
 
 # Per model: held by the thread of this process that purges it, so that the
@@ -174,7 +232,9 @@ def before_use(model: type[models.Model]) -> None:
     """Delete the expired rows of ``model`` before an ORM read or write uses it.
 
     Called by the router and the identity map for every use: a lookup in the
-    field's index finds none in the common case. If some have expired, they
+    field's index finds none in the common case, and on SQLite the lookup is
+    skipped while no row of the database changed and the earliest value of
+    the field it found has not expired. If some have expired, they
     are purged first (in slices: other threads of the process run between
     them), so that no read ever returns a row that had expired when it
     began. Another thread of this process purging the same model is waited
@@ -188,18 +248,18 @@ def before_use(model: type[models.Model]) -> None:
     wrapper = connections[conf.MEMDB_NAME]
     if getattr(getattr(wrapper, "memdb_database", None), "bootstrapping", None) == threading.get_ident():
         return  # a migration or the restore of this thread: the tables are not ready
+    now = clock()
     _local.purging = True
     try:
-        now = clock()
-        if not any_expired(model, now):
+        if not _has_expired(model, spec, wrapper, now):
             return
         if user_in_atomic(wrapper):
             # Its transaction holds the lock another purging thread needs: waiting would deadlock.
             purge(model, now)
             return
         with _purge_lock(model):
-            # Probed again: the thread this one waited for may have purged them all.
-            if any_expired(model, now):
+            # Looked up again: the thread this one waited for may have purged them all.
+            if _has_expired(model, spec, wrapper, now):
                 purge(model, now)
     except DatabaseError as exc:
         # Never fail the read or write that asked: the next one tries again.
@@ -209,8 +269,9 @@ def before_use(model: type[models.Model]) -> None:
 
 
 def forget_purges() -> None:
-    """Forget what was compiled for a database (a new database, or a test)."""
+    """Forget what was compiled and looked up for a database (a new database, or a test)."""
     _probes.clear()
+    _clear.clear()
 
 
 # The purger thread of this process (active expiry).
@@ -260,6 +321,7 @@ def _after_fork_in_child() -> None:
     _purger = None  # the parent's thread does not exist here
     _purger_lock = threading.Lock()
     _purging_guard = threading.Lock()
+    _clear.clear()
     _purging.clear()  # a lock held by a thread of the parent would never be released here
 
 

@@ -168,6 +168,7 @@ class ExpiryTests(ExpiryTestCase):
         self.clock.advance(3601)
         with pytest.raises(RuntimeError), transaction.atomic(using=MEMORY):
             assert Token.objects.count() == 0
+            assert Token.objects.count() == 0  # found nothing expired: not remembered past the rollback
             raise RuntimeError("rolled back, with the purge")
         assert len(in_memory(Token)) == 1
         assert Token.objects.count() == 0
@@ -198,7 +199,8 @@ def _insert_expired(model: type[models.Model], count: int) -> None:
     """Rows expired already, written without the router (whose purge would delete them at once)."""
     table = connections[MEMORY].ops.quote_name(model._meta.db_table)
     with connections[MEMORY].cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {table} (text, created) VALUES (%s, %s)", [[str(n), _old()] for n in range(count)])
+        rows = [[str(number), _old()] for number in range(count)]
+        cursor.executemany(f"INSERT INTO {table} (text, created) VALUES (%s, %s)", rows)
 
 
 class SlicedPurgeTests(ExpiryTestCase):
@@ -376,6 +378,18 @@ def test_host_mode_processes_share_expiry_and_bound(scratch: Scratch, tmp_path: 
     assert reader.ask("raw-count") == 2
     _until(lambda: reader.ask("texts") == ["stays"])
     assert writer.ask("raw-count") == 1  # deleted from the shared file, not hidden from one process
+
+
+@pytest.mark.processes
+def test_host_mode_a_row_another_process_wrote_expired_is_never_read(scratch: Scratch, tmp_path: Path) -> None:
+    host = {"MEMDB_TEST_MODE": "host", "MEMDB_TEST_HOST_DIRECTORY": str(tmp_path), **DEADLINE, **NO_ACTIVE_PURGE}
+    writer, reader = Worker(scratch, "writer", **host), Worker(scratch, "reader", **host)
+    writer.ask('create {"text": "stays"}')
+    assert reader.ask("texts") == ["stays"]  # the reader found nothing expired, and remembers it
+    writer.ask(_expiring("written expired", -60))  # by another process: the reader's connection did not change it
+    assert reader.ask("raw-count") == 2
+    assert reader.ask("texts") == ["stays"]
+    assert writer.ask("raw-count") == 1
 
 
 # System checks
