@@ -21,25 +21,32 @@ MAX_SIZE = 5000
 
 
 class Pacer:
-    """How many items the next slice takes, from how long the previous ones took."""
+    """How many items the next slice takes, from how long the previous ones took.
+
+    A slice's time is its work, which grows with its items, plus what does
+    not (its commit): the work is sized to fill what the fixed part leaves
+    of ``seconds``, but never less than half of it, so that a costly commit
+    does not shrink the slices to nothing.
+    """
 
     def __init__(self, seconds: float = SLICE_SECONDS, first: int = FIRST_SIZE, largest: int = MAX_SIZE) -> None:
         self.seconds = seconds
         self.size = first
         self.largest = largest
         self.per_item: float | None = None
+        self.fixed = 0.0
 
-    def measured(self, items: int, seconds: float) -> None:
-        """A slice of ``items`` took ``seconds``: size the next one to take ``self.seconds``."""
+    def measured(self, items: int, work: float, held: float | None = None) -> None:
+        """A slice of ``items`` took ``work`` seconds, and held the lock ``held`` (default: ``work``)."""
         if items <= 0:
             return
-        cost = seconds / items
+        cost = work / items
         # Smoothed, so that one slice slowed down by the machine does not shrink every later one.
         self.per_item = cost if self.per_item is None else 0.5 * (self.per_item + cost)
-        if self.per_item > 0:
-            target = int(self.seconds / self.per_item)
-        else:
-            target = self.size * 2
+        fixed = max(0.0, (work if held is None else held) - work)
+        self.fixed = 0.5 * (self.fixed + fixed)
+        budget = max(self.seconds - self.fixed, self.seconds / 2)
+        target = int(budget / self.per_item) if self.per_item > 0 else self.size * 2
         # Grows at most twofold per slice: a cheap slice may precede an expensive one.
         self.size = max(1, min(self.largest, target, self.size * 2))
 

@@ -256,6 +256,14 @@ class SlicedPurgeTests(ExpiryTestCase):
         pacer.measured(0, 1.0)  # an empty slice tells nothing
         assert pacer.size == 5000
 
+    def test_the_fixed_cost_of_a_slice_leaves_less_time_for_rows_but_never_less_than_half(self) -> None:
+        pacer = pacing.Pacer(seconds=0.010, first=100, largest=5000)
+        pacer.measured(100, 0.004, held=0.010)  # 40 µs a row, and 6 ms of commit (smoothed: 3 ms)
+        assert pacer.size == int(0.007 / 0.00004)
+        for _ in range(20):
+            pacer.measured(pacer.size, pacer.size * 0.00004, held=pacer.size * 0.00004 + 0.050)
+        assert pacer.size == int(0.005 / 0.00004)  # a 50 ms commit: half the slice for rows still
+
 
 class BoundTests(ExpiryTestCase):
     def _texts(self) -> list[str]:
