@@ -34,7 +34,6 @@ from django.utils import timezone
 from . import pacing, registry
 from .conf import conf
 from .exceptions import MemDBError
-from .transactions import user_in_atomic
 
 logger = logging.getLogger("django_memdb")
 
@@ -96,6 +95,11 @@ def expired(model: type[models.Model], now: datetime.datetime | None = None) -> 
     return model._base_manager.using(conf.MEMDB_NAME).filter(**{f"{spec.field}__lte": cutoff})
 
 
+def _in_transaction(wrapper: Any) -> bool:
+    """Inside any transaction of this thread, Django's TestCase's too: it holds the database's lock."""
+    return wrapper.connection is not None and (wrapper.in_atomic_block or not wrapper.get_autocommit())
+
+
 def purge(model: type[models.Model], now: datetime.datetime | None = None, batch: int | None = None) -> int:
     """Delete the expired rows of ``model`` in slices; how many were deleted.
 
@@ -105,7 +109,7 @@ def purge(model: type[models.Model], now: datetime.datetime | None = None, batch
     many rows as fit in ``pacing.SLICE_SECONDS`` by the time the previous
     ones took (``batch``: that many rows each, always), and the purge pauses
     between slices so that the threads waiting for the database go first.
-    Inside a transaction of the project the slices join it: the lock is held
+    Inside a transaction (Django TestCase's too) the slices join it: the lock is held
     until it ends whatever the purge does, so there is no pause.
     """
     now = clock() if now is None else now
@@ -114,7 +118,7 @@ def purge(model: type[models.Model], now: datetime.datetime | None = None, batch
     pacer = pacing.Pacer()
     if batch is not None:
         pacer.size = pacer.largest = batch
-    in_transaction = user_in_atomic(connections[alias])
+    in_transaction = _in_transaction(connections[alias])
     total = 0
     while True:
         size = pacer.size
@@ -257,7 +261,7 @@ def before_use(model: type[models.Model]) -> None:
     try:
         if not _has_expired(model, spec, wrapper, now):
             return
-        if user_in_atomic(wrapper):
+        if _in_transaction(wrapper):
             # Its transaction holds the lock another purging thread needs: waiting would deadlock.
             purge(model, now)
             return

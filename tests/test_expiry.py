@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.db import connections, models, transaction
@@ -204,30 +205,46 @@ def _insert_expired(model: type[models.Model], count: int) -> None:
 
 
 class SlicedPurgeTests(ExpiryTestCase):
-    def test_other_threads_read_between_the_slices_of_a_long_purge(self) -> None:
-        _insert_expired(Grant, 3000)
+    def test_other_threads_read_and_write_between_the_slices_of_a_long_purge(self) -> None:
+        # The lock of before_use, held throughout: the process's purger thread waits instead of purging too.
+        purge_lock = expiry._purge_lock(Grant)
+        purge_lock.acquire()
+        self.addCleanup(purge_lock.release)
+        _insert_expired(Grant, 300)
         Latest.objects.create(text="another table")
-        started, finished = threading.Event(), threading.Event()
-        purged: list[int] = []
+        between, resume = threading.Event(), threading.Event()
+        slices: list[float] = []
+        pause_after = pacing.pause_after
+
+        def pause_after_the_fifth(held: float) -> None:
+            pause_after(held)
+            slices.append(held)
+            if len(slices) == 5:
+                between.set()  # between two slices: the purge holds no lock now
+                resume.wait(60)
 
         def purge() -> None:
-            with expiry._purge_lock(Grant):  # as before_use: the process's purger thread waits
-                started.set()
-                purged.append(expiry.purge(Grant, batch=10))  # 300 slices, with a pause after each
-            finished.set()
+            with mock.patch.object(pacing, "pause_after", pause_after_the_fifth):
+                purged.append(expiry.purge(Grant, batch=10))
             connections.close_all()
 
-        thread = threading.Thread(target=purge)
-        thread.start()
-        started.wait()
-        while len(in_memory(Grant)) == 3000:
-            time.sleep(0.001)
-        # In the middle of the purge, a read of another table and a write are not held until its end.
-        assert Latest.objects.filter(text="another table").exists()
-        Latest.objects.create(text="written meanwhile")
-        assert not finished.is_set() and 0 < len(in_memory(Grant)) < 3000
-        thread.join()
-        assert purged == [3000] and in_memory(Grant) == {}
+        def other_request() -> None:
+            Latest.objects.filter(text="another table").exists()
+            Latest.objects.create(text="written meanwhile")
+            connections.close_all()
+
+        purged: list[int] = []
+        purging = threading.Thread(target=purge)
+        purging.start()
+        assert between.wait(60)
+        request = threading.Thread(target=other_request)
+        request.start()
+        request.join(60)
+        # Neither waited for the rest of the purge (it would never end: the purge waits for them).
+        assert not request.is_alive() and 0 < len(in_memory(Grant)) < 300
+        resume.set()
+        purging.join(60)
+        assert purged == [300] and in_memory(Grant) == {} and len(slices) == 30
 
     def test_a_read_during_a_purge_of_its_own_model_waits_for_it_and_sees_no_expired_row(self) -> None:
         _insert_expired(Grant, 500)
