@@ -27,9 +27,12 @@ ACTIVE_PURGE = {**PASS, "MEMDB_TEST_EXPIRY_INTERVAL": "0.2"}
 TABLES = ("cluster_expiry_app_pass", "django_memdb_changes", "django_memdb_cluster")
 
 
-def _expiring(text: str, seconds: float) -> tuple[str, datetime.datetime]:
-    at = timezone.now() + datetime.timedelta(seconds=seconds)
-    return f'create {{"text": "{text}", "expires_at": "{at.isoformat()}"}}', at
+def _expiring(text: str, at: datetime.datetime) -> str:
+    return f'create {{"text": "{text}", "expires_at": "{at.isoformat()}"}}'
+
+
+def _in(seconds: float) -> datetime.datetime:
+    return timezone.now() + datetime.timedelta(seconds=seconds)
 
 
 def _sleep_past(moment: datetime.datetime) -> None:
@@ -83,10 +86,10 @@ def test_an_expired_row_is_never_read_by_any_process(scratch: Scratch) -> None:
     writer = Worker(scratch, "writer", SETTINGS, **NO_ACTIVE_PURGE)
     reader = Worker(scratch, "reader", SETTINGS, **NO_ACTIVE_PURGE)
     assert writer.ask("count") == 0 and reader.ask("count") == 0  # both opened: no start-up below
-    command, at = _expiring("expires", 3)
-    writer.ask(command)
     writer.ask('create {"text": "stays"}')
-    assert reader.ask("texts") == ["expires", "stays"]  # one table on the server for both
+    at = _in(5)
+    writer.ask(_expiring("expires", at))  # the last write: nothing purges it before it expires
+    assert sorted(reader.ask("texts")) == ["expires", "stays"]  # one table on the server for both
     _sleep_past(at)
     assert _on_the_server(scratch) == 2  # nobody purged yet: no window for the next read
     assert reader.ask("texts") == ["stays"]
@@ -97,9 +100,10 @@ def test_some_process_purges_in_the_background_and_a_restart_of_all_keeps_them_g
     writer = Worker(scratch, "writer", SETTINGS, **NO_ACTIVE_PURGE)
     purger = Worker(scratch, "purger", SETTINGS, **ACTIVE_PURGE)
     assert purger.ask("count") == 0  # its database is open: its purger thread runs
-    for number in range(3):
-        writer.ask(_expiring(f"expires {number}", 1)[0])
     writer.ask('create {"text": "stays"}')
+    at = _in(1.5)
+    for number in range(3):
+        writer.ask(_expiring(f"expires {number}", at))  # all at once: no write purges another
     # Nobody reads through the ORM: only the purger thread of the second process deletes them.
     _until(lambda: _on_the_server(scratch) == 1)
 
@@ -113,9 +117,9 @@ def test_some_process_purges_in_the_background_and_a_restart_of_all_keeps_them_g
 
 def test_rows_that_expired_while_every_process_was_down_are_gone_before_the_first_read(scratch: Scratch) -> None:
     first = Worker(scratch, "first", SETTINGS, **NO_ACTIVE_PURGE)
-    command, at = _expiring("expires while down", 1)
-    first.ask(command)
     first.ask('create {"text": "stays"}')
+    at = _in(1)
+    first.ask(_expiring("expires while down", at))  # the last write: nothing purges it before the kill
     _kill(first)
     _lose_the_tables(scratch)
     _sleep_past(at)
