@@ -32,6 +32,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
+from typing import Any
 
 from benchmarks.bench import ROOT, migrate, progress, scratch_database, table
 
@@ -128,8 +129,7 @@ def load(server: Gunicorn, clients: int, seconds: float) -> tuple[int, float]:
     return sum(counts), elapsed
 
 
-def transactions(name: str) -> int:
-    """Transactions committed in database ``name`` so far: each statement in autocommit is one."""
+def _admin(statement: str, params: list[Any]) -> list[Any]:
     import psycopg
 
     from tests.databases import default_database
@@ -138,14 +138,47 @@ def transactions(name: str) -> int:
     with psycopg.connect(
         host=settings["HOST"], port=settings["PORT"], user=settings["USER"], dbname="postgres", autocommit=True
     ) as connection:
-        row = connection.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [name]).fetchone()
-    return int(row[0]) if row else 0
+        return connection.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+
+def transactions(name: str) -> int:
+    """Transactions committed in database ``name`` so far: each statement in autocommit is one."""
+    rows = _admin("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [name])
+    return int(rows[0][0]) if rows else 0
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU time of each process still alive."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    times = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return times
+
+
+def processes(server: Gunicorn, name: str) -> tuple[list[int], list[int]]:
+    """The pids of the gunicorn workers and of the server's backends for database ``name``."""
+    with open(f"/proc/{server.process.pid}/task/{server.process.pid}/children") as children:
+        workers = [int(pid) for pid in children.read().split()]
+    backends = [int(row[0]) for row in _admin("SELECT pid FROM pg_stat_activity WHERE datname = %s", [name])]
+    return workers, backends
+
+
+def used(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
 
 
 def run_one(
     mode: str, workers: int, max_age: int, clients: int, seconds: float, logs: str
-) -> tuple[float, float]:
-    """Requests per second, and server transactions per request (warm-up included)."""
+) -> tuple[float, float, float, float]:
+    """Requests per second, server transactions per request (warm-up included), and CPU ms per request
+    of the workers and of the server's backends (those that lasted through the load: with
+    CONN_MAX_AGE=0 they do not, and the figure is left out)."""
     with scratch_database("postgresql") as env, tempfile.TemporaryDirectory(prefix="memdb-workers-") as directory:
         env.update(
             DJANGO_SETTINGS_MODULE=SETTINGS, MEMDB_TEST_APP_MODE=mode, MEMDB_TEST_DURABILITY="commit",
@@ -157,30 +190,41 @@ def run_one(
         server = Gunicorn(env, workers, os.path.join(logs, f"{mode}-{workers}-{max_age}.log"))
         try:
             warm = server.warm_up()
+            workers_pids, backend_pids = processes(server, env["MEMDB_TEST_DB_NAME"])
+            cpu = cpu_seconds(workers_pids), cpu_seconds(backend_pids)
             count, elapsed = load(server, clients, seconds)
+            cpu_after = cpu_seconds(workers_pids), cpu_seconds(backend_pids)
         finally:
             server.stop()
         time.sleep(1)
-        return count / elapsed, (transactions(env["MEMDB_TEST_DB_NAME"]) - before) / (warm + count)
+        per_request = (transactions(env["MEMDB_TEST_DB_NAME"]) - before) / (warm + count)
+        workers_ms = used(cpu[0], cpu_after[0]) / count * 1000
+        backends_ms = used(cpu[1], cpu_after[1]) / count * 1000 if max_age else float("nan")
+        return count / elapsed, per_request, workers_ms, backends_ms
 
 
 def run(modes: Sequence[str], worker_counts: Sequence[int], ages: Sequence[int], clients: int, seconds: float) -> str:
     logs = tempfile.mkdtemp(prefix="memdb-workers-logs-")
-    rows = []
+    rows, costs = [], []
     for max_age in ages:
         for mode in modes:
             cells = [f"{mode}, CONN_MAX_AGE={max_age}"]
+            cost = [f"{mode}, CONN_MAX_AGE={max_age}"]
             for workers in worker_counts:
                 progress(f"{mode} mode, {workers} workers, CONN_MAX_AGE={max_age}")
-                rate, statements = run_one(mode, workers, max_age, clients, seconds, logs)
-                cells.append(f"{rate:.0f} ({statements:.1f})")
+                rate, statements, workers_ms, backends_ms = run_one(mode, workers, max_age, clients, seconds, logs)
+                cells.append(f"{rate:.0f}")
+                cost.append(f"{statements:.1f} / {workers_ms:.1f} / {backends_ms:.1f}")
             rows.append(cells)
+            costs.append(cost)
     headers = ["mode (storage on PostgreSQL)", *(f"{count} worker{'s' * (count > 1)}" for count in worker_counts)]
     return (
-        f"requests/s ({clients} concurrent clients, {seconds:g} s each) and, in brackets, PostgreSQL "
-        f"transactions per request (each statement in autocommit is one); a request = one in-memory create "
+        f"requests/s, {clients} concurrent clients, {seconds:g} s each; a request = one in-memory create "
         f"+ one persisted create under 'commit'. One run; machine: {os.cpu_count()} CPUs; logs in {logs}\n\n"
         + table(headers, rows)
+        + "\n\nper request: PostgreSQL transactions (each statement in autocommit is one) / CPU ms of the "
+        "workers / CPU ms of the server's backends\n\n"
+        + table(headers, costs)
     )
 
 

@@ -288,7 +288,9 @@ def test_every_acknowledged_row_survives_a_sigkill_of_every_worker(scratch: Scra
     try:
         for thread in clients:
             thread.start()
-        time.sleep(3)
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 100 and time.monotonic() < deadline and not failures:
+            time.sleep(0.1)
     finally:
         stop.set()
         server.kill()  # every worker and the master at once, requests in flight

@@ -25,12 +25,18 @@ def server_lock(wrapper: Any, only_if: str | None = None) -> Iterator[Hold]:
     """One process of the cluster at a time: rebuilds and flushes.
 
     ``only_if``: a query; the lock is taken only if it returns a row, in the
-    same round trip (``Hold.taken`` says).
+    same round trip where the server allows it (``Hold.taken`` says).
     """
     sql = wrapper.memdb_dialect
+    combined = None if only_if is None else sql.lock_if(only_if)
+    row: Any = ()  # nothing to check first
     with wrapper.cursor() as cursor:
-        cursor.execute(sql.lock() if only_if is None else sql.lock_if(only_if))
-        row = cursor.fetchone()
+        if only_if is not None and combined is None:
+            cursor.execute(only_if)
+            row = cursor.fetchone()
+        if row is not None:
+            cursor.execute(combined or sql.lock())
+            row = cursor.fetchone()
     if row is None:
         yield Hold(False)
         return
