@@ -22,6 +22,13 @@ def default_database() -> dict[str, Any]:
     """Settings of the default database; MEMDB_TEST_DB_NAME points a child process at a scratch one."""
     name = os.environ.get("MEMDB_TEST_DB_NAME")
     which = kind()
+    settings = _settings(name, which)
+    if "MEMDB_TEST_CONN_MAX_AGE" in os.environ:
+        settings["CONN_MAX_AGE"] = int(os.environ["MEMDB_TEST_CONN_MAX_AGE"])
+    return settings
+
+
+def _settings(name: str | None, which: str) -> dict[str, Any]:
     if which == "postgresql":
         return {
             "ENGINE": "django.db.backends.postgresql",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -260,3 +261,50 @@ def test_a_table_named_with_a_quote_is_rebuilt_from_storage(scratch: Scratch) ->
     assert fresh.ask("texts") == ["100%", "it's", "%s"]
     assert fresh.ask("write after the rebuild") == 4  # the key sequence follows the restored rows
     fresh.child.finish().check()
+
+
+def test_every_acknowledged_row_survives_a_sigkill_of_every_worker(scratch: Scratch, tmp_path: Path) -> None:
+    # Concurrent commits of several workers are journaled together (group commit):
+    # each request is answered only once its own row is stored, whoever stored it.
+    server = Server(scratch, tmp_path, SETTINGS)
+    acknowledged: list[str] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def client(number: int) -> None:
+        sent = 0
+        while not stop.is_set():
+            text = f"c{number}-{sent}"
+            try:
+                server.request(urllib.parse.urlencode({"text": text}).encode(), "/both/")
+            except OSError as exc:
+                if not stop.is_set():  # after it, the kill cuts requests in flight
+                    failures.append(exc)
+                return
+            acknowledged.append(text)
+            sent += 1
+
+    clients = [threading.Thread(target=client, args=(number,)) for number in range(4)]
+    try:
+        for thread in clients:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 100 and time.monotonic() < deadline and not failures:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        server.kill()  # every worker and the master at once, requests in flight
+        for thread in clients:
+            thread.join()
+    assert not failures, failures
+    assert len(acknowledged) > 20, "too few requests were answered to tell"
+
+    lose_the_tables(scratch)  # what the server's own crash or restart does: restored from storage only
+    restarted = Server(scratch, tmp_path, SETTINGS)
+    try:
+        texts = restarted.get()["texts"]
+    finally:
+        restarted.stop()
+    assert RESTORING in restarted.log_text()
+    assert set(acknowledged) <= set(texts), sorted(set(acknowledged) - set(texts))
+    assert len(texts) == len(set(texts))  # a change journaled twice is still one row

@@ -28,10 +28,26 @@ class Dialect:
     def lock(self) -> str:
         raise NotImplementedError
 
+    def lock_if(self, query: str) -> str | None:
+        """The lock, taken only if ``query`` returns a row (no row back: not taken); None: run both apart."""
+        return f"{self.lock()} FROM ({query}) AS found"
+
     def unlock(self) -> str:
         raise NotImplementedError
 
+    def unlock_after(self, statement: str) -> list[str]:
+        """Run ``statement`` (a DELETE), then release the lock: in as few round trips as the server allows."""
+        return [statement, self.unlock()]
+
     def change_table(self) -> str:
+        raise NotImplementedError
+
+    def connection_id(self, connection: Any) -> int:
+        """The server's id of a live DB-API connection, read without a round trip.
+
+        The capture triggers record it in each change row: a commit finds its
+        own pending changes by it (cluster/spool.py).
+        """
         raise NotImplementedError
 
     def marker_table(self) -> str:
@@ -67,11 +83,19 @@ class PostgreSQL(Dialect):
     def unlock(self) -> str:
         return "SELECT pg_advisory_unlock(hashtext('django_memdb'))"
 
+    def unlock_after(self, statement: str) -> list[str]:
+        # One statement; another process may take the lock before its DELETE commits:
+        # it then journals those rows once more, in their current state.
+        return [f"WITH done AS ({statement}) {self.unlock()}"]
+
     def change_table(self) -> str:
         return (
             f"CREATE UNLOGGED TABLE IF NOT EXISTS {self.quote(CHANGES)} "
-            "(seq bigserial PRIMARY KEY, tbl varchar(255) NOT NULL, pk text NULL)"
+            "(seq bigserial PRIMARY KEY, tbl varchar(255) NOT NULL, pk text NULL, conn integer NULL)"
         )
+
+    def connection_id(self, connection: Any) -> int:
+        return int(connection.info.backend_pid)
 
     def marker_table(self) -> str:
         return (
@@ -104,12 +128,14 @@ class PostgreSQL(Dialect):
             "DECLARE new_pk text; old_pk text; "
             "BEGIN "
             "IF current_setting('django_memdb.restoring', true) = 'on' THEN RETURN NULL; END IF; "
-            f"IF TG_OP = 'TRUNCATE' THEN INSERT INTO {changes} (tbl, pk) VALUES (TG_TABLE_NAME, NULL); "
+            f"IF TG_OP = 'TRUNCATE' THEN INSERT INTO {changes} (tbl, pk, conn) "
+            "VALUES (TG_TABLE_NAME, NULL, pg_backend_pid()); "
             "RETURN NULL; END IF; "
             "IF TG_OP <> 'DELETE' THEN new_pk := to_jsonb(NEW) ->> TG_ARGV[0]; "
-            f"INSERT INTO {changes} (tbl, pk) VALUES (TG_TABLE_NAME, new_pk); END IF; "
+            f"INSERT INTO {changes} (tbl, pk, conn) VALUES (TG_TABLE_NAME, new_pk, pg_backend_pid()); END IF; "
             "IF TG_OP <> 'INSERT' THEN old_pk := to_jsonb(OLD) ->> TG_ARGV[0]; "
-            f"IF old_pk IS DISTINCT FROM new_pk THEN INSERT INTO {changes} (tbl, pk) VALUES (TG_TABLE_NAME, old_pk); "
+            f"IF old_pk IS DISTINCT FROM new_pk THEN INSERT INTO {changes} (tbl, pk, conn) "
+            "VALUES (TG_TABLE_NAME, old_pk, pg_backend_pid()); "
             "END IF; END IF; "
             "RETURN NULL; END $$"
         )
@@ -150,12 +176,20 @@ class MySQL(Dialect):
     def unlock(self) -> str:
         return f"SELECT RELEASE_LOCK('{self._lock_name()}')"
 
+    def lock_if(self, query: str) -> str | None:
+        # A statement locks the MEMORY tables it reads until it ends: waiting for the
+        # lock inside it would hold off the holder's DELETE of the change rows.
+        return None
+
     def change_table(self) -> str:
         return (
             f"CREATE TABLE IF NOT EXISTS {self.quote(CHANGES)} "
-            "(seq bigint AUTO_INCREMENT PRIMARY KEY, tbl varchar(255) NOT NULL, pk varchar(255) NULL) "
-            "ENGINE=MEMORY"
+            "(seq bigint AUTO_INCREMENT PRIMARY KEY, tbl varchar(255) NOT NULL, pk varchar(255) NULL, "
+            "conn bigint unsigned NULL) ENGINE=MEMORY"
         )
+
+    def connection_id(self, connection: Any) -> int:
+        return int(connection.thread_id())
 
     def marker_table(self) -> str:
         return (
@@ -171,7 +205,7 @@ class MySQL(Dialect):
 
         def record(key: str) -> str:
             # Concatenated, never %-formatted: the table name may hold a "%".
-            return f"INSERT INTO {self.quote(CHANGES)} (tbl, pk) VALUES ({literal}, {key}); "
+            return f"INSERT INTO {self.quote(CHANGES)} (tbl, pk, conn) VALUES ({literal}, {key}, CONNECTION_ID()); "
 
         guard = "IF @django_memdb_restoring IS NULL THEN "
         statements = [f"DROP TRIGGER IF EXISTS {self.quote(base + suffix)}" for suffix in ("_ins", "_upd", "_del")]

@@ -73,6 +73,8 @@ class ClusterWrapper(CommitHooks):
         self.memdb_dirty = False
         self.memdb_flushing = False
         self.memdb_checking = False
+        # Server ids of the connections whose writes a commit has yet to see journaled.
+        self.memdb_writers: set[int] = set()
         base_editor = self.SchemaEditorClass  # type: ignore[has-type]
         self.SchemaEditorClass = type(
             "ClusterSchemaEditor", (base_editor,), {"sql_create_table": self.memdb_dialect.create_table}
@@ -112,6 +114,7 @@ class ClusterWrapper(CommitHooks):
         self.memdb_identity_wrote = True
         identity.clear(self.alias)
         self.memdb_dirty = True
+        self.memdb_writers.add(self.memdb_dialect.connection_id(self.connection))
         self.memdb_schedule_flush()
 
     def memdb_pending(self) -> bool:

@@ -11,21 +11,67 @@ from django.db import models
 from ..exceptions import PersistenceError
 
 
+class Hold:
+    """A hold of the server lock: whether it was taken, and what its release runs first."""
+
+    def __init__(self, taken: bool) -> None:
+        self.taken = taken
+        # A statement (no parameters) run before the release, in the same round trip where possible.
+        self.release_after: str | None = None
+
+
 @contextmanager
-def server_lock(wrapper: Any) -> Iterator[None]:
-    """One process of the cluster at a time: rebuilds and flushes."""
+def server_lock(wrapper: Any, only_if: str | None = None) -> Iterator[Hold]:
+    """One process of the cluster at a time: rebuilds and flushes.
+
+    ``only_if``: a query; the lock is taken only if it returns a row, in the
+    same round trip where the server allows it (``Hold.taken`` says).
+    """
+    sql = wrapper.memdb_dialect
+    combined = None if only_if is None else sql.lock_if(only_if)
+    row: Any = ()  # nothing to check first
     with wrapper.cursor() as cursor:
-        cursor.execute(wrapper.memdb_dialect.lock())
-        if cursor.fetchone()[0] != 1 and wrapper.memdb_dialect.vendor == "mysql":
-            raise PersistenceError(
-                "Timed out after 120 s waiting for the lock of the in-memory tables "
-                "(another process rebuilds or journals them)."
-            )
+        if only_if is not None and combined is None:
+            cursor.execute(only_if)
+            row = cursor.fetchone()
+        if row is not None:
+            cursor.execute(combined or sql.lock())
+            row = cursor.fetchone()
+    if row is None:
+        yield Hold(False)
+        return
+    if row[0] != 1 and sql.vendor == "mysql":
+        raise PersistenceError(
+            "Timed out after 120 s waiting for the lock of the in-memory tables "
+            "(another process rebuilds or journals them)."
+        )
+    hold = Hold(True)
     try:
-        yield
-    finally:
+        yield hold
+    except BaseException:
+        with wrapper.cursor() as cursor:
+            cursor.execute(sql.unlock())
+        raise
+    if hold.release_after is None:
+        with wrapper.cursor() as cursor:
+            cursor.execute(sql.unlock())
+        return
+    try:
+        with wrapper.cursor() as cursor:
+            for statement in sql.unlock_after(hold.release_after):
+                cursor.execute(statement)
+    except BaseException:
+        _unlock_quietly(wrapper)  # the statement before the release failed, or the release did
+        raise
+
+
+def _unlock_quietly(wrapper: Any) -> None:
+    """Release the lock after an error; a dropped connection released it already."""
+    try:
         with wrapper.cursor() as cursor:
             cursor.execute(wrapper.memdb_dialect.unlock())
+    except Exception:  # noqa: S110 (the caller raises the first error)
+        pass
 
 
 @contextmanager

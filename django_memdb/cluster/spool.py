@@ -5,6 +5,14 @@ entries are written in the order their rows were read and a later entry
 never holds an older state. Change rows are deleted only after the journal
 is committed (MEMORY tables cannot roll a deletion back): a crash between the
 two journals the same rows again, which replays to the same state.
+
+Group commit: a flush journals every change pending on the server, whoever
+made it. A commit under the ``commit`` policy only waits for its own: each
+change row names the server connection that made it, so a commit whose rows
+are gone (journaled by another thread or process, whose journal committed
+before it deleted them) returns without taking the server lock, or at once
+after taking it; and a commit that made no change to a persistent table
+(an in-memory model only) takes no lock at all.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from ..conf import DURABILITY_COMMIT, conf
 from ..spool import flush_after_spool_commit, flush_failed
 from ..transactions import user_in_atomic
 from . import dialect, engines
-from .server import server_lock
+from .server import Hold, server_lock
 from .state import ClusterState
 
 logger = logging.getLogger("django_memdb")
@@ -30,12 +38,17 @@ BATCH = 500
 
 def changes_committed(database: ClusterState, raise_errors: bool = True) -> None:
     if conf.MEMDB_DURABILITY == DURABILITY_COMMIT:
-        flush(database, raise_errors=raise_errors)
+        flush(database, raise_errors=raise_errors, own=True)
 
 
-def flush(database: ClusterState, raise_errors: bool = True, forced: bool = False, log: bool = True) -> int:
+def flush(
+    database: ClusterState, raise_errors: bool = True, forced: bool = False, log: bool = True, own: bool = False
+) -> int:
     """Journal every pending change of the cluster; returns the number of rows journaled.
 
+    ``own``: only when changes of this thread's connections are among them
+    (and if they are, journal them all); a failed flush or changes left for
+    the spool's commit make the next flush whole again.
     ``log``: whether a failure is logged (the exit handler reports its own).
     """
     wrapper = engines.alias_wrapper()
@@ -48,17 +61,18 @@ def flush(database: ClusterState, raise_errors: bool = True, forced: bool = Fals
         flush_after_spool_commit(database, spool)
         return 0
     with database.lock:
+        # Another thread's flush may have journaled this thread's changes meanwhile.
+        writers = set(wrapper.memdb_writers) if own and not (database.dirty or database.pending_error) else None
         wrapper.memdb_flushing = True
         database.dirty = False
         try:
-            if not _pending(wrapper):
-                return 0
             def once() -> int:
-                with server_lock(wrapper):
-                    return _flush(database, wrapper, spool)
+                with server_lock(wrapper, only_if=_pending_query(wrapper, writers)) as hold:
+                    return _flush(database, wrapper, spool, hold, writers) if hold.taken else 0
 
             count = reconnect.retry_if_dropped(spool, once)
             database.pending_error = None
+            wrapper.memdb_writers.clear()
             return count
         except Exception as exc:
             # The in-memory tables are on a server too: a dropped connection there recovers as well.
@@ -68,10 +82,15 @@ def flush(database: ClusterState, raise_errors: bool = True, forced: bool = Fals
             wrapper.memdb_flushing = False
 
 
-def _pending(wrapper: Any) -> bool:
-    with wrapper.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {wrapper.ops.quote_name(dialect.CHANGES)} LIMIT 1")
-        return cursor.fetchone() is not None
+def _mine(writers: set[int]) -> str:
+    """A condition on change rows: made by one of ``writers`` (server connection ids, integers)."""
+    return f"conn IN ({', '.join(str(int(writer)) for writer in sorted(writers))})" if writers else "false"
+
+
+def _pending_query(wrapper: Any, writers: set[int] | None) -> str:
+    """A query returning a row if changes are pending (of ``writers`` only, unless None)."""
+    where = "" if writers is None else f" WHERE {_mine(writers)}"
+    return f"SELECT 1 FROM {wrapper.ops.quote_name(dialect.CHANGES)}{where} LIMIT 1"
 
 
 def _chunks(values: list[Any], size: int = BATCH) -> Any:
@@ -102,11 +121,23 @@ def _changed_items(wrapper: Any, codec: rows.TableCodec, keys: set[str]) -> list
     return items
 
 
-def _flush(database: ClusterState, wrapper: Any, spool: Any) -> int:
+def _flush(database: ClusterState, wrapper: Any, spool: Any, hold: Hold, writers: set[int] | None) -> int:
+    """Under the server lock: read the changes and their rows, journal them, delete the changes.
+
+    The last DELETE goes with the release of the lock (``hold``): after the
+    journal committed, in one round trip where the server allows it.
+    """
     changes = wrapper.ops.quote_name(dialect.CHANGES)
     with wrapper.cursor() as cursor:
-        cursor.execute(f"SELECT seq, tbl, pk FROM {changes}")
-        records = cursor.fetchall()
+        if writers is None:
+            cursor.execute(f"SELECT seq, tbl, pk FROM {changes}")
+            records = cursor.fetchall()
+        else:
+            cursor.execute(f"SELECT seq, tbl, pk, {_mine(writers)} FROM {changes}")
+            found = cursor.fetchall()
+            if not any(record[3] for record in found):
+                return 0  # journaled by another process while this one waited for the lock
+            records = [record[:3] for record in found]
     keys: dict[str, set[str]] = {}
     whole: set[str] = set()  # tables truncated: stored whole again
     for _, table, pk in records:
@@ -136,9 +167,15 @@ def _flush(database: ClusterState, wrapper: Any, spool: Any) -> int:
     else:
         with transaction.atomic(using=spool.alias):  # a commit that spans tables is stored whole
             count = sum(store(*each) for each in work)
-    with wrapper.cursor() as cursor:
-        for chunk in _chunks([record[0] for record in records]):
-            cursor.execute(f"DELETE FROM {changes} WHERE seq IN ({', '.join(['%s'] * len(chunk))})", chunk)
+    deletes = [
+        f"DELETE FROM {changes} WHERE seq IN ({', '.join(str(int(seq)) for seq in chunk)})"
+        for chunk in _chunks([record[0] for record in records])
+    ]
+    if deletes:
+        with wrapper.cursor() as cursor:
+            for statement in deletes[:-1]:
+                cursor.execute(statement)
+        hold.release_after = deletes[-1]
     for model, codec, _, _ in work:
         state = database.tables.get(model)
         if state and storage.needs_compaction(state, conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO):

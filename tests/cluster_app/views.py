@@ -8,7 +8,7 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from tests.cluster_app.models import Entry
+from tests.cluster_app.models import Entry, Scratchpad
 
 
 @csrf_exempt
@@ -17,6 +17,14 @@ def entries(request: HttpRequest) -> JsonResponse:
         Entry.objects.create(text=request.POST.get("text", ""))
     texts = list(Entry.objects.order_by("id").values_list("text", flat=True))
     return JsonResponse({"texts": texts, "pid": os.getpid()})
+
+
+@csrf_exempt
+def create_both(request: HttpRequest) -> JsonResponse:
+    """One in-memory create and one persisted create: the request of benchmarks.workers."""
+    Scratchpad.objects.create(text="scratch")
+    entry = Entry.objects.create(text=request.POST.get("text", ""))
+    return JsonResponse({"pk": entry.pk, "pid": os.getpid()})
 
 
 class RolledBack(Exception):
