@@ -36,6 +36,7 @@ _LIVE = "(expires IS NULL OR expires > ?)"
 # Row changes (total_changes) of an insert that evicted nothing: the row, the
 # state row, the row's change record if persistent. An eviction adds 2 or more.
 _MOST_WITHOUT_EVICTION = 3
+BOOST = 2
 
 
 def _quote(name: str) -> str:
@@ -77,7 +78,10 @@ class SQLiteStore:
         self._reads = 0
         self.provisional = False
         self.copy = ReadCopy(self.connection, max_entries, getattr(database.mode, "shared_by_processes", True))
-        self._bump = f"UPDATE {t} SET accessed = {seq} WHERE key = ?"
+        # A read entry is stamped ahead of the inserts to come: entries read since their write
+        # outlive entries only written (most of which a skewed key stream never reads again).
+        self.boost = BOOST * max_entries
+        self._bump = f"UPDATE {t} SET accessed = {seq} + {self.boost} WHERE key = ?"
         self._drop_expired = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
         columns = f"INSERT INTO {t} (key, cache, value, kind, expires, accessed) VALUES (?, ?, ?, ?, ?, {seq}) "
         self._set = columns + (
@@ -207,7 +211,7 @@ class SQLiteStore:
                 return None
             if self._stale(accessed):
                 # The stamp the statement gives is the state's seq, which self.seq follows.
-                self._write(self._bump, (self.cache, key), {key: (value, kind, expires, self.seq)})
+                self._write(self._bump, (self.cache, key), {key: (value, kind, expires, self.seq + self.boost)})
             return value, kind
 
     def get_many(self, keys: list[str], now: float) -> dict[str, tuple[bytes, int]]:
