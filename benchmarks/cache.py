@@ -152,7 +152,7 @@ def _run_child(arguments: list[str]) -> Any:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def plot(rows: dict[str, dict[str, float]], path: str) -> None:
+def plot(rows: dict[str, dict[str, float]], path: str, rounds: int, values: int) -> None:
     import matplotlib  # optional: pip install -e ".[bench]"
 
     matplotlib.use("Agg")
@@ -169,7 +169,7 @@ def plot(rows: dict[str, dict[str, float]], path: str) -> None:
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.set_xlabel("µs per operation (log scale; lower is better)")
-    axes.set_title("Django cache backends: 20,000 small dict values, median of 5 rounds")
+    axes.set_title(f"Django cache backends: {values:,} small dict values, median of {rounds} rounds")
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -207,7 +207,7 @@ def main() -> None:
         rate = _run_child([name, "--hit-rate"])
         print(f"{name:<36} hit rate {rate:.1%}")
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, args.rounds, args.values)
         print(f"\nPlot written to {args.plot}")
 
 
