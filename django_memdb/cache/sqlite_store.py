@@ -70,11 +70,15 @@ class SQLiteStore:
         self._params_state = (cache, cache, cache, max_entries, cull)
         self._get = f"SELECT value, kind, expires, accessed FROM {t} WHERE key = ?"
         self._get_many = f"SELECT key, value, kind, expires, accessed FROM {t} WHERE key IN ({{}})"
-        self._seq = f"SELECT seq FROM {STATE} WHERE tbl = {_literal(table)} AND cache = ?"
+        self._seq = f"SELECT seq, entries FROM {STATE} WHERE tbl = {_literal(table)} AND cache = ?"
         # An entry read while older than this many inserts gets a new stamp: recently read
         # entries stay out of the evicted part without a write on every read.
         self.window = max(1, (max_entries - max(cull, 0)) // 2)
         self.seq = 0
+        # Entries of the cache as this process last counted them: below what survives a cull,
+        # no eviction is near and reads leave the stamps alone.
+        self.entries = 0
+        self.restamp_from = max(0, max_entries - max(cull, 0))
         self._reads = 0
         self.provisional = False
         self.copy = ReadCopy(self.connection, max_entries, getattr(database.mode, "shared_by_processes", True))
@@ -136,7 +140,7 @@ class SQLiteStore:
             for statement in self._setup_sql:
                 conn.execute(statement)
             conn.execute(self._state_sql, self._params_state)
-            self.seq = conn.execute(self._seq, (self.cache,)).fetchone()[0]
+            self.seq, self.entries = conn.execute(self._seq, (self.cache,)).fetchone()
 
     def ensure(self) -> None:
         """Set up again what a rolled-back transaction took away (see ``setup``)."""
@@ -188,11 +192,11 @@ class SQLiteStore:
     # Reads
 
     def _stale(self, accessed: int) -> bool:
-        """Whether a read entry needs a new recency stamp (the insert counter is re-read now and then)."""
+        """Whether a read entry needs a new recency stamp (the state row is re-read now and then)."""
         self._reads += 1
         if not self._reads & 63:
-            self.seq = self.connection.execute(self._seq, (self.cache,)).fetchone()[0]
-        return accessed < self.seq - self.window
+            self.seq, self.entries = self.connection.execute(self._seq, (self.cache,)).fetchone()
+        return self.entries >= self.restamp_from and accessed < self.seq - self.window
 
     def get(self, key: str, now: float) -> tuple[bytes, int] | None:
         with self.lock:
@@ -270,6 +274,7 @@ class SQLiteStore:
             accessed = self.seq
             if changes >= 2:
                 self.seq += 1
+                self.entries += 1
             self.copy.wrote(before, {key: (*entry, accessed)} if changes <= _MOST_WITHOUT_EVICTION else None)
             return True
 
@@ -279,9 +284,10 @@ class SQLiteStore:
 
     def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
         cache = self.cache
-        with self.transaction() as conn:
-            conn.executemany(self._set, [(key, cache, value, kind, expires, cache) for key, value, kind in items])
-        self.copy.wrote(0, None)
+        with self.lock:
+            with self.transaction() as conn:
+                conn.executemany(self._set, [(key, cache, value, kind, expires, cache) for key, value, kind in items])
+            self.copy.wrote(0, None)  # evictions unknown: forgotten
 
     def add(self, key: str, value: bytes, kind: int, expires: float | None, now: float) -> bool:
         cache = self.cache
