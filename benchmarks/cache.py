@@ -2,7 +2,7 @@
 
 Run from the repository root (not part of the test suite)::
 
-    python -m benchmarks.cache [--rounds 5] [--values 20000] [--plot FILE.png]
+    python -m benchmarks.cache [--rounds 5] [--values 20000] [--plot FILE.png] [--skip BACKEND]
 
 Each backend runs in a process of its own (MEMDB_MODE is per process), with
 a scratch directory for its files: µs per operation, the median of the
@@ -152,7 +152,7 @@ def _run_child(arguments: list[str]) -> Any:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def plot(rows: dict[str, dict[str, float]], path: str) -> None:
+def plot(rows: dict[str, dict[str, float]], path: str, rounds: int, values: int) -> None:
     import matplotlib  # optional: pip install -e ".[bench]"
 
     matplotlib.use("Agg")
@@ -169,7 +169,7 @@ def plot(rows: dict[str, dict[str, float]], path: str) -> None:
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.set_xlabel("µs per operation (log scale; lower is better)")
-    axes.set_title("Django cache backends: 20,000 small dict values, median of 5 rounds")
+    axes.set_title(f"Django cache backends: {values:,} small dict values, median of {rounds} rounds")
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -180,6 +180,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--values", type=int, default=20_000)
     parser.add_argument("--plot", metavar="FILE.png")
+    parser.add_argument("--skip", action="append", default=[], metavar="BACKEND",
+                        help="leave this backend out (repeatable), e.g. the slow FileBasedCache")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--hit-rate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--directory", help=argparse.SUPPRESS)
@@ -195,7 +197,7 @@ def main() -> None:
     rows: dict[str, dict[str, float]] = {}
     print(f"{'backend':<36} {'set':>9} {'get hit':>9} {'get miss':>9}   (µs per operation)")
     for name, spec in BACKENDS.items():
-        problem = _available(spec)
+        problem = "--skip" if name in args.skip else _available(spec)
         if problem:
             print(f"{name:<36} skipped: {problem}")
             continue
@@ -207,7 +209,7 @@ def main() -> None:
         rate = _run_child([name, "--hit-rate"])
         print(f"{name:<36} hit rate {rate:.1%}")
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, args.rounds, args.values)
         print(f"\nPlot written to {args.plot}")
 
 

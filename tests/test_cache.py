@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import pickle
+import random
 import signal
 import time
 import urllib.parse
@@ -14,11 +15,13 @@ from typing import Any
 
 import pytest
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 from django.utils.safestring import SafeString, mark_safe
 
 from django_memdb.cache import MemDBCache, codec
+from django_memdb.cache.models import CacheEntry
 from tests.processes import KILLED, Scratch
 from tests.servers import Server, Worker
 
@@ -162,6 +165,61 @@ def test_a_write_inside_a_transaction_of_the_alias_rolls_back_with_it() -> None:
     assert cache.get("k") is None
 
 
+@memdb
+def test_a_rolled_back_write_leaves_no_stale_read_copy() -> None:
+    cache = _cache("copy-atomic")
+    cache.set("k", 1)
+    assert cache.get("k") == 1  # now in the process's read copy
+    with pytest.raises(ZeroDivisionError), transaction.atomic(using="django_memdb"):
+        cache.set("k", 2)
+        cache.delete("gone")
+        assert cache.get("k") == 2
+        1 / 0  # noqa: B018
+    assert cache.get("k") == 1
+
+
+@memdb
+def test_writes_to_the_table_outside_the_cache_are_seen_by_its_reads() -> None:
+    cache = _cache("copy-orm")
+    cache.set("k", 1)
+    cache.set("other", 1)
+    assert cache.get("k") == 1 and cache.get("other") == 1
+    CacheEntry.objects.filter(key__endswith=":k").update(value=codec.encode(2)[0])
+    assert cache.get("k") == 2
+    CacheEntry.objects.filter(cache="copy-orm", key__endswith=":other").delete()
+    assert cache.get("other") is None
+
+
+@memdb
+@pytest.mark.parametrize("persistent", [False, True])
+def test_reads_agree_with_the_table_after_evictions(persistent: bool) -> None:
+    cache = _cache("copy-evict", MAX_ENTRIES=20, CULL_FREQUENCY=3, PERSISTENT=persistent)
+    for number in range(200):
+        cache.set(f"k{number}", number)
+        if number % 3 == 0:
+            cache.get(f"k{number // 2}")
+        present = [n for n in range(number + 1) if cache.has_key(f"k{n}")]
+        assert [n for n in range(number + 1) if cache.get(f"k{n}") is not None] == present
+        assert len(present) == len(cache) <= 20
+
+
+@memdb
+def test_read_entries_outlive_entries_only_written() -> None:
+    """The Zipf stream of benchmarks/cache.py, smaller: at least LocMemCache's hit rate."""
+    rng = random.Random(3)
+    stream = rng.choices(range(5000), weights=[1 / rank for rank in range(1, 5001)], k=20000)
+    rates = []
+    for cache in (_cache("zipf", MAX_ENTRIES=200), LocMemCache("zipf", {"OPTIONS": {"MAX_ENTRIES": 200}})):
+        hits = 0
+        for number in stream:
+            if cache.get(number) is None:
+                cache.set(number, number)
+            else:
+                hits += 1
+        rates.append(hits / len(stream))
+    assert rates[0] >= rates[1], rates
+
+
 def test_bad_settings_name_the_cache_and_the_way_out() -> None:
     with pytest.raises(ImproperlyConfigured, match="MAX_ENTRIES"):
         MemDBCache("bad", {"OPTIONS": {"MAX_ENTRIES": 0}})
@@ -203,6 +261,28 @@ def test_host_mode_processes_share_one_cache(scratch: Scratch, tmp_path: Path) -
     _ask(second, "memdb", "set_many", {f"b{n}": n for n in range(700)})
     assert _ask(first, "memdb", "__len__") <= 1000
     assert _ask(first, "memdb", "get", "b699") == 699
+
+
+@pytest.mark.processes
+def test_host_mode_reads_see_every_change_of_another_process(scratch: Scratch, tmp_path: Path) -> None:
+    host = {"MEMDB_TEST_MODE": "host", "MEMDB_TEST_HOST_DIRECTORY": str(tmp_path)}
+    first, second = Worker(scratch, "first", **host), Worker(scratch, "second", **host)
+    for number in range(5):
+        _ask(first, "memdb", "set", "k", number)
+        assert _ask(first, "memdb", "get", "k") == number  # read by the first from its copy
+        assert _ask(second, "memdb", "get", "k") == number
+        _ask(second, "memdb", "set", "k", number + 100)
+        assert _ask(first, "memdb", "get", "k") == number + 100
+        assert _ask(second, "memdb", "get", "k") == number + 100
+    assert _ask(second, "memdb", "delete", "k") is True
+    assert _ask(first, "memdb", "get", "k") is None
+    _ask(first, "memdb", "set", "short", 1, 1)
+    assert _ask(second, "memdb", "get", "short") == 1
+    _ask(second, "memdb", "touch", "short", 60)
+    time.sleep(1.2)
+    assert _ask(first, "memdb", "get", "short") == 1  # the expiry the other process set
+    _ask(second, "memdb", "clear")
+    assert _ask(first, "memdb", "get", "short") is None
 
 
 @pytest.mark.processes

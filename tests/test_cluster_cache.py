@@ -134,6 +134,17 @@ def test_touch_and_expiry_are_seen_by_every_process(scratch: Scratch) -> None:
 
 
 @postgresql
+def test_get_many_deletes_the_expired_entries_it_finds(scratch: Scratch) -> None:
+    (first,) = _workers(scratch, "first")
+    _ask(first, "memdb", "set", "expiring", 1, 1)
+    _ask(first, "memdb", "set", "kept", 1)
+    time.sleep(1.2)
+    assert _ask(first, "memdb", "__len__") == 2  # counted until something evicts or reads it
+    assert _ask(first, "memdb", "get_many", ["expiring", "kept"]) == {"kept": 1}
+    assert _ask(first, "memdb", "__len__") == 1
+
+
+@postgresql
 def test_one_bound_for_every_process_least_recently_used_go(scratch: Scratch) -> None:
     first, second = _workers(scratch, "first", "second")
     for number in range(9):

@@ -47,6 +47,7 @@ class ServerStore:
         self._get = f"SELECT value, kind, expires FROM {t} WHERE key = %s"
         self._get_many = f"SELECT key, value, kind, expires FROM {t} WHERE key = ANY(%s)"
         self._drop_expired = f"DELETE FROM {t} WHERE key = %s AND expires <= %s"
+        self._drop_expired_many = f"DELETE FROM {t} WHERE key = ANY(%s) AND expires <= %s"
         self._next = f"SELECT coalesce(max(accessed), 0) + 1 FROM {t} WHERE cache = %s"
         self._set = (
             f"INSERT INTO {t} (key, cache, value, kind, expires, accessed) VALUES (%s, %s, %s, %s, %s, "
@@ -111,9 +112,14 @@ class ServerStore:
             return found
         with self._cursor() as cursor:
             cursor.execute(self._get_many, [keys])
+            expired = []
             for key, value, kind, expires in cursor.fetchall():
                 if expires is None or expires > now:
                     found[key] = (bytes(value), kind)
+                else:
+                    expired.append(key)
+            if expired:  # as get does: an expired entry found is deleted
+                cursor.execute(self._drop_expired_many, [expired, now])
         return found
 
     def has_key(self, key: str, now: float) -> bool:

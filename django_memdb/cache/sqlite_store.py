@@ -4,6 +4,10 @@ Every operation is one or two prepared statements on the process's shared
 connection, under its lock (an open transaction of another thread holds it).
 The ORM would cost about 100 µs a statement; these cost a few.
 
+Reads are served from a per-process copy of the entries this process read or
+wrote while the database is unchanged since (read_copy.py). Expiry is checked
+on every read, so an expired value is never returned.
+
 Bookkeeping stays inside the database, so that in ``host`` mode every process
 of the host agrees on it: a state row per cache counts the entries and hands
 out recency stamps, and triggers keep the count and evict the least recently
@@ -22,12 +26,17 @@ from django.db import connections
 
 from ..backend.shared import SharedDatabase
 from ..conf import conf
+from .read_copy import ReadCopy
 
 STATE = "django_memdb_cache_state"
 
 # Unix time in SQL (unixepoch('subsec') needs SQLite 3.42).
 _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 _LIVE = "(expires IS NULL OR expires > ?)"
+# Row changes (total_changes) of an insert that evicted nothing: the row, the
+# state row, the row's change record if persistent. An eviction adds 2 or more.
+_MOST_WITHOUT_EVICTION = 3
+BOOST = 2
 
 
 def _quote(name: str) -> str:
@@ -61,14 +70,22 @@ class SQLiteStore:
         self._params_state = (cache, cache, cache, max_entries, cull)
         self._get = f"SELECT value, kind, expires, accessed FROM {t} WHERE key = ?"
         self._get_many = f"SELECT key, value, kind, expires, accessed FROM {t} WHERE key IN ({{}})"
-        self._seq = f"SELECT seq FROM {STATE} WHERE tbl = {_literal(table)} AND cache = ?"
+        self._seq = f"SELECT seq, entries FROM {STATE} WHERE tbl = {_literal(table)} AND cache = ?"
         # An entry read while older than this many inserts gets a new stamp: recently read
         # entries stay out of the evicted part without a write on every read.
         self.window = max(1, (max_entries - max(cull, 0)) // 2)
         self.seq = 0
+        # Entries of the cache as this process last counted them: below what survives a cull,
+        # no eviction is near and reads leave the stamps alone.
+        self.entries = 0
+        self.restamp_from = max(0, max_entries - max(cull, 0))
         self._reads = 0
         self.provisional = False
-        self._bump = f"UPDATE {t} SET accessed = {seq} WHERE key = ?"
+        self.copy = ReadCopy(self.connection, max_entries, getattr(database.mode, "shared_by_processes", True))
+        # A read entry is stamped ahead of the inserts to come: entries read since their write
+        # outlive entries only written (most of which a skewed key stream never reads again).
+        self.boost = BOOST * max_entries
+        self._bump = f"UPDATE {t} SET accessed = {seq} + {self.boost} WHERE key = ?"
         self._drop_expired = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
         columns = f"INSERT INTO {t} (key, cache, value, kind, expires, accessed) VALUES (?, ?, ?, ?, ?, {seq}) "
         self._set = columns + (
@@ -76,7 +93,6 @@ class SQLiteStore:
             "expires = excluded.expires, accessed = excluded.accessed"
         )
         self._add = self._set + f" WHERE {t}.expires <= ?"
-        self._set_one = self._set + " RETURNING accessed"
         self._touch = f"UPDATE {t} SET expires = ?, accessed = {seq} WHERE key = ? AND {_LIVE}"
         self._delete = f"DELETE FROM {t} WHERE key = ?"
         self._delete_many = f"DELETE FROM {t} WHERE key IN ({{}})"
@@ -91,17 +107,23 @@ class SQLiteStore:
         victims = (
             f"SELECT key FROM {t} WHERE cache = NEW.cache AND key <> NEW.key "
             f"ORDER BY (expires IS NOT NULL AND expires <= {_NOW}) DESC, accessed "
-            f"LIMIT (SELECT CASE WHEN entries > max_entries THEN cull ELSE 0 END FROM {STATE} WHERE {where})"
+            f"LIMIT (SELECT cull FROM {STATE} WHERE {where})"
         )
+        name = "django_memdb_cache_" + table
         return [
             f"CREATE TABLE IF NOT EXISTS {STATE} (tbl TEXT NOT NULL, cache TEXT NOT NULL, "
             "entries INTEGER NOT NULL, seq INTEGER NOT NULL, max_entries INTEGER NOT NULL, "
             "cull INTEGER NOT NULL, PRIMARY KEY (tbl, cache))",
-            f"CREATE TRIGGER IF NOT EXISTS {_quote('django_memdb_cache_' + table + '_ins')} "
-            f"AFTER INSERT ON {t} BEGIN "
-            f"UPDATE {STATE} SET entries = entries + 1, seq = seq + 1 WHERE {where}; "
+            # Before 1.2 one trigger counted and evicted, running the eviction's query on every insert.
+            f"DROP TRIGGER IF EXISTS {_quote(name + '_ins')}",
+            # SQLite runs the triggers of an event newest first: the count is up to date when
+            # the eviction's condition is checked, so the eviction trigger is created first.
+            f"CREATE TRIGGER IF NOT EXISTS {_quote(name + '_evict')} AFTER INSERT ON {t} "
+            f"WHEN (SELECT entries > max_entries FROM {STATE} WHERE {where}) BEGIN "
             f"DELETE FROM {t} WHERE key IN ({victims}); END",
-            f"CREATE TRIGGER IF NOT EXISTS {_quote('django_memdb_cache_' + table + '_del')} "
+            f"CREATE TRIGGER IF NOT EXISTS {_quote(name + '_count')} AFTER INSERT ON {t} BEGIN "
+            f"UPDATE {STATE} SET entries = entries + 1, seq = seq + 1 WHERE {where}; END",
+            f"CREATE TRIGGER IF NOT EXISTS {_quote(name + '_del')} "
             f"AFTER DELETE ON {t} BEGIN "
             f"UPDATE {STATE} SET entries = entries - 1 WHERE tbl = {_literal(table)} AND cache = OLD.cache; END",
         ]
@@ -118,7 +140,7 @@ class SQLiteStore:
             for statement in self._setup_sql:
                 conn.execute(statement)
             conn.execute(self._state_sql, self._params_state)
-            self.seq = conn.execute(self._seq, (self.cache,)).fetchone()[0]
+            self.seq, self.entries = conn.execute(self._seq, (self.cache,)).fetchone()
 
     def ensure(self) -> None:
         """Set up again what a rolled-back transaction took away (see ``setup``)."""
@@ -170,23 +192,30 @@ class SQLiteStore:
     # Reads
 
     def _stale(self, accessed: int) -> bool:
-        """Whether a read entry needs a new recency stamp (the insert counter is re-read now and then)."""
+        """Whether a read entry needs a new recency stamp (the state row is re-read now and then)."""
         self._reads += 1
         if not self._reads & 63:
-            self.seq = self.connection.execute(self._seq, (self.cache,)).fetchone()[0]
-        return accessed < self.seq - self.window
+            self.seq, self.entries = self.connection.execute(self._seq, (self.cache,)).fetchone()
+        return self.entries >= self.restamp_from and accessed < self.seq - self.window
 
     def get(self, key: str, now: float) -> tuple[bytes, int] | None:
         with self.lock:
-            row = self.connection.execute(self._get, (key,)).fetchone()
-            if row is None:
-                return None
-            value, kind, expires, accessed = row
+            copy = self.copy
+            entry = copy.get(key)
+            if entry is None:
+                keep = copy.may_keep()
+                entry = self.connection.execute(self._get, (key,)).fetchone()
+                if entry is None:
+                    return None
+                if keep:
+                    copy.keep(key, entry)
+            value, kind, expires, accessed = entry
             if expires is not None and expires <= now:
-                self._run(self._drop_expired, (key, now))
+                self._write(self._drop_expired, (key, now), {key: None})
                 return None
             if self._stale(accessed):
-                self._run(self._bump, (self.cache, key))
+                # The stamp the statement gives is the state's seq, which self.seq follows.
+                self._write(self._bump, (self.cache, key), {key: (value, kind, expires, self.seq + self.boost)})
             return value, kind
 
     def get_many(self, keys: list[str], now: float) -> dict[str, tuple[bytes, int]]:
@@ -220,40 +249,67 @@ class SQLiteStore:
 
     # Writes
 
-    def set(self, key: str, value: bytes, kind: int, expires: float | None) -> None:
+    def _write(self, sql: str, params: Any, changed: dict[str, Any] | None) -> sqlite3.Cursor:
+        """One write statement; the read copy learns what it changed (None: forget the copy)."""
+        with self.lock:
+            before = self.connection.total_changes
+            cursor = self._run(sql, params)
+            self.copy.wrote(before, changed)
+            return cursor
+
+    def _insert(self, sql: str, key: str, params: tuple[Any, ...], entry: tuple[Any, int, Any]) -> bool:
+        """set or add: the new entry, kept in the read copy unless the insert evicted entries."""
         conn = self.connection
         with self.lock:
             opened = not conn.in_transaction
-            # Every row fetched: a statement left stepping would hold the connection.
-            rows = conn.execute(self._set_one, (key, self.cache, value, kind, expires, self.cache)).fetchall()
+            before = conn.total_changes
+            inserted = conn.execute(sql, params).rowcount > 0
             if opened and conn.in_transaction:
                 conn.commit()
-            if rows and rows[0][0] is not None and rows[0][0] >= self.seq:
-                self.seq = rows[0][0] + 1
+            if not inserted:
+                return False
+            # The row, and the state row's update for a new key; an eviction adds at least
+            # two changes per evicted entry (its deletion, the count), capture one per row.
+            changes = conn.total_changes - before
+            accessed = self.seq
+            if changes >= 2:
+                self.seq += 1
+                self.entries += 1
+            self.copy.wrote(before, {key: (*entry, accessed)} if changes <= _MOST_WITHOUT_EVICTION else None)
+            return True
+
+    def set(self, key: str, value: bytes, kind: int, expires: float | None) -> None:
+        cache = self.cache
+        self._insert(self._set, key, (key, cache, value, kind, expires, cache), (value, kind, expires))
 
     def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
         cache = self.cache
-        with self.transaction() as conn:
-            conn.executemany(self._set, [(key, cache, value, kind, expires, cache) for key, value, kind in items])
+        with self.lock:
+            with self.transaction() as conn:
+                conn.executemany(self._set, [(key, cache, value, kind, expires, cache) for key, value, kind in items])
+            self.copy.wrote(0, None)  # evictions unknown: forgotten
 
     def add(self, key: str, value: bytes, kind: int, expires: float | None, now: float) -> bool:
-        return self._run(self._add, (key, self.cache, value, kind, expires, self.cache, now)).rowcount > 0
+        cache = self.cache
+        params = (key, cache, value, kind, expires, cache, now)
+        return self._insert(self._add, key, params, (value, kind, expires))
 
     def replace_value(self, key: str, value: bytes, kind: int) -> None:
+        """Inside ``transaction``: the copy is forgotten once it commits (total_changes moved)."""
         self.connection.execute(self._replace_value, (value, kind, key))
 
     def touch(self, key: str, expires: float | None, now: float) -> bool:
-        return self._run(self._touch, (expires, self.cache, key, now)).rowcount > 0
+        return self._write(self._touch, (expires, self.cache, key, now), {key: None}).rowcount > 0
 
     def delete(self, key: str) -> bool:
-        return self._run(self._delete, (key,)).rowcount > 0
+        return self._write(self._delete, (key,), {key: None}).rowcount > 0
 
     def delete_many(self, keys: list[str]) -> None:
         if keys:
-            self._run(self._delete_many.format(", ".join("?" * len(keys))), keys)
+            self._write(self._delete_many.format(", ".join("?" * len(keys))), keys, dict.fromkeys(keys))
 
     def clear(self) -> None:
-        self._run(self._clear, (self.cache,))
+        self._write(self._clear, (self.cache,), None)
 
     def written(self) -> None:
         """After a write to a persistent table: journal it as a statement of the alias would."""

@@ -26,6 +26,8 @@ class Mode(PlainOpening, ABC):
     name: str = ""
     # Whether memdb_max_rows (bounds.py) is enforced: SQLite triggers.
     enforces_row_bounds = True
+    # Whether other processes commit to the same SQLite database (caches of it must check).
+    shared_by_processes = False
 
     # The database of this process.
 

@@ -38,6 +38,7 @@ def adopt_lease(database: shared.SharedDatabase) -> None:
 
 class HostMode(SQLiteMode):
     name = "host"
+    shared_by_processes = True
 
     # Opening: one file per host, its write lock taken when a transaction starts.
 
