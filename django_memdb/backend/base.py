@@ -168,24 +168,36 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignor
         return cursor
 
     def memdb_after_statement(self, database: shared.SharedDatabase) -> None:
+        committed = False
         try:
             database.track_transaction()
             if database.dirty and not database.flushing:
-                self.memdb_schedule_flush()
+                if database.connection.in_transaction:
+                    self.memdb_schedule_flush()
+                else:
+                    # This thread flushes them once the lock is released, so that the other
+                    # threads go on using the database (and do not flush them too) while it
+                    # waits for storage (group commit).
+                    committed, database.dirty = True, False
         finally:
             database.lock.release()
+        if committed:
+            hooks.installed().changes_committed(database, True)
 
     def _commit(self) -> None:
         database = self.memdb_database
         database.lock.acquire()
+        flush = False
         try:
             super()._commit()  # type: ignore[misc]
             identity.committed(self.alias)
         finally:
             hooked, self.memdb_hooked = self.memdb_hooked, False
             database.track_transaction()
+            if database.dirty and not hooked and not database.connection.in_transaction:
+                flush, database.dirty = True, False  # this thread flushes them, below
             database.lock.release()
-        if database.dirty and not hooked:
+        if flush:
             # A manual transaction (set_autocommit(False)): no on_commit hook
             # is allowed there, so flush here and keep failures pending.
             hooks.installed().changes_committed(database, False)
