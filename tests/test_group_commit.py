@@ -4,7 +4,6 @@ once its own changes are stored, and none holds the in-memory lock while storage
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -172,8 +171,7 @@ def test_a_failed_write_fails_its_caller_and_the_waiting_threads_store_their_row
 
 
 def _threads(scratch: Scratch, *options: str, env: dict[str, str] | None = None) -> Child:
-    arguments = ["-m", "tests.child", "threads", *options]
-    return scratch._spawn(arguments, scratch.env(**(env or {})), subprocess.DEVNULL)
+    return scratch.launch("threads", *options, env=env)
 
 
 def _acked(child: Child) -> int:
