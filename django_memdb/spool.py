@@ -10,16 +10,20 @@ the change records deleted, so a failed flush leaves them pending.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
-from . import lease, reconnect, registry, rows, sharing, storage
+from . import group_commit, lease, reconnect, registry, rows, sharing, storage
 from .backend import hooks
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
 from .conf import DURABILITY_COMMIT, conf
 from .exceptions import PersistenceError
+from .group_commit import GroupCommit
 from .transactions import user_in_atomic
 
 logger = logging.getLogger("django_memdb")
@@ -61,10 +65,25 @@ def flush_after_spool_commit(database: Any, spool: Any) -> None:
 
 
 def flush(database: SharedDatabase, raise_errors: bool = True, log: bool = True) -> int:
-    """Journal all pending changes; returns the number of rows journaled.
+    """Journal all pending changes; returns the number of rows this call journaled.
 
-    ``log``: whether a failure is logged (the exit handler reports its own).
+    Returns once what was committed before the call is stored, possibly by
+    another thread's batch (group_commit.py). ``log``: whether a failure is
+    logged (the exit handler reports its own).
     """
+    group = group_commit.of(database)
+    if group.writing():
+        return 0
+    holding = group_commit.holds(database.lock)
+    count = _flush_committed(database, group, raise_errors, log)
+    if holding:
+        # Storage must not move under a caller that holds the lock.
+        with database.lock:
+            settled(database)
+    return count
+
+
+def _flush_committed(database: SharedDatabase, group: GroupCommit, raise_errors: bool, log: bool) -> int:
     spool = connections[conf.MEMDB_SPOOL_DATABASE]
     with database.lock:
         if database.flushing or not _can_flush_now(database):
@@ -72,21 +91,58 @@ def flush(database: SharedDatabase, raise_errors: bool = True, log: bool = True)
         if user_in_atomic(spool):
             flush_after_spool_commit(database, spool)
             return 0
-        database.flushing = True
         database.dirty = False
+        ticket = group.ticket(database.connection.execute(f"SELECT max(seq) FROM {CHANGES}").fetchone()[0])
+    while not group.wait(ticket):
+        with database.lock:
+            number = group.begin(ticket)
+            if number is None:
+                continue
+            try:
+                taken = _take(database, spool, group, number)
+            except BaseException as exc:
+                return _failed(database, group, number, exc, raise_errors, pending_labels(database), log)
+            if isinstance(taken, int):
+                database.pending_error = None
+                group.end(number, stored=True)
+                return taken
+        # The batch is ours to write, without the lock (unless the caller holds it).
+        unsettled = group_commit.Leftover(None, taken.close)
         try:
-            count = reconnect.retry_if_dropped(spool, lambda: _flush_once(database, spool))
-            database.pending_error = None
-            return count
+            work = taken.work
+            appended = reconnect.retry_if_dropped(spool, lambda: _append_held(database, spool, work))  # noqa: B023
+        except BaseException as exc:
+            return _failed(database, group, number, exc, raise_errors, taken.labels, log, unsettled)
+        if not appended:
+            # The lease moved on (or needs renewing): the next batch claims it under the lock.
+            group.claim_next = True
+            group.end(number, stored=False, leftover=unsettled)
+            _settle_now(database, group)
+            continue
+        database.pending_error = None
+        group.end(number, stored=True, leftover=group_commit.Leftover(taken.last, taken.close))
+        try:
+            _settle_now(database, group, compact=[model for model, *_ in taken.work])
         except Exception as exc:
-            return flush_failed(database, exc, spool, raise_errors, pending_labels(database), log)
-        finally:
-            database.flushing = False
+            return flush_failed(database, exc, spool, raise_errors, taken.labels, log)
+        return taken.count
+    return 0
 
 
-def _flush_once(database: SharedDatabase, spool: Any) -> int:
-    with lease.undone_on_error(database), sharing.of(database).spooling(database):
-        return _flush(database, spool)
+def _failed(
+    database: SharedDatabase, group: GroupCommit, number: int, exc: BaseException, raise_errors: bool,
+    labels: str, log: bool, leftover: group_commit.Leftover | None = None,
+) -> int:
+    """Batch ``number`` failed: nothing of it is deleted; the error is kept (before the
+    waiting threads wake up, so that a later batch's success clears it) and raised if asked."""
+    try:
+        if not isinstance(exc, Exception):
+            raise exc
+        return flush_failed(database, exc, connections[conf.MEMDB_SPOOL_DATABASE], raise_errors, labels, log)
+    finally:
+        group.end(number, stored=False, leftover=leftover)
+        if leftover is not None:
+            _settle_now(database, group)
 
 
 def flush_failed(
@@ -109,7 +165,9 @@ def flush_failed(
 def pending_labels(database: SharedDatabase) -> str:
     """The models whose changes a failed flush left pending, for its message."""
     try:
-        tables = [row[0] for row in database.connection.execute(f"SELECT DISTINCT tbl FROM {CHANGES}")]
+        with database.lock:
+            settled(database)
+            tables = [row[0] for row in database.connection.execute(f"SELECT DISTINCT tbl FROM {CHANGES}")]
     except Exception:  # the message must not fail too
         return ""
     found = (registry.model_for_table(table) for table in tables)
@@ -141,19 +199,72 @@ def _explain(exc: Exception, spool: Any, labels: str = "") -> PersistenceError:
     )
 
 
-def _flush(database: SharedDatabase, spool: Any) -> int:
+@dataclass
+class _Batch:
+    """Pending changes read under the lock, to be appended without it (the fast path)."""
+
+    work: list[Any]
+    last: int  # the highest seq of the change records read
+    labels: str
+    close: Callable[[], Any]  # ends the batch's turn to write storage (host mode: its file lock)
+
+    @property
+    def count(self) -> int:
+        return sum(len(items) for _, _, items, _ in self.work)
+
+
+def _take(database: SharedDatabase, spool: Any, group: GroupCommit, number: int) -> _Batch | int:
+    """As the writer of batch ``number``, under the lock: read what is pending.
+
+    Returns the batch for the fast path (a lease this process holds, every
+    table with a snapshot), which the caller writes without the lock. The
+    rarer paths (claiming or renewing the lease, a first snapshot, a table
+    emptied, compaction) are taken whole under the lock, as is an empty
+    batch; they return the number of rows journaled.
+    """
+    database.flushing = True
+    try:
+        _settle(database, group)
+        with ExitStack() as turn:
+            turn.enter_context(sharing.of(database).spooling(database))
+            read = _read(database)
+            if read is None:
+                return 0
+            work, last, labels = read
+            if not work:
+                database.connection.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (last,))
+                return 0
+            if not group.claim_next and _holds_lease(database, spool, work):
+                group.in_flight(number, last)
+                return _Batch(work, last, labels, turn.pop_all().close)
+            group.claim_next = False
+            with lease.undone_on_error(database):
+                reconnect.retry_if_dropped(spool, lambda: _store(database, spool, work))
+                database.connection.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (last,))
+                _compact_due(database, spool, [model for model, *_ in work])
+            return sum(len(items) for _, _, items, _ in work)
+    finally:
+        database.flushing = False
+
+
+def _read(database: SharedDatabase) -> tuple[list[Any], int, str] | None:
+    """(work, last seq, labels) of the pending changes; None if there is none."""
     conn = database.connection
     # One statement for the tables and the last change taken: in host mode,
     # other processes may record changes meanwhile, left for the next flush.
     changed = conn.execute(f"SELECT tbl, max(seq) FROM {CHANGES} GROUP BY tbl").fetchall()
     if not changed:
-        return 0
+        return None
     max_seq = max(seq for _, seq in changed)
     wrapper = connections[conf.MEMDB_NAME]
     work = []
+    labels = []
     for table, _ in changed:
         model = registry.model_for_table(table)
-        if model is None or model in database.failed:
+        if model is None:
+            continue
+        labels.append(model._meta.label)
+        if model in database.failed:
             continue
         codec = rows.codec_for(model, wrapper)
         cursor = conn.execute(_changed_rows_sql(codec), (table, max_seq))
@@ -166,28 +277,84 @@ def _flush(database: SharedDatabase, spool: Any) -> int:
                 items.append(codec.item(row[1:]))
         empty = deleted and not storage.has_rows(database, codec)
         work.append((model, codec, items, empty))
-    if not work:
-        conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (max_seq,))
-        return 0
-    count = sum(len(items) for _, _, items, _ in work)
-    if not _append_held(database, spool, work):
-        with transaction.atomic(using=spool.alias):
-            lease.claim(database, spool.alias)
-            for model, codec, items, empty in work:
-                if empty:
-                    storage.delete_stored(database, model, spool.alias)
-                elif model in database.tables and storage.append_journal(model, items, spool):
-                    database.tables[model].journaled(len(items))
-                else:
-                    # No snapshot yet (or someone removed it): store the whole table.
-                    storage.write_snapshot(database, model, codec, spool.alias)
-    conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (max_seq,))
+    return work, max_seq, ", ".join(sorted(labels))
+
+
+def _holds_lease(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
+    """Whether _append_held may take ``work`` (it checks again, against the lease row)."""
+    if lease.held(database) is None or not storage.can_append_held(spool):
+        return False
+    return not any(empty or model not in database.tables for model, _, _, empty in work)
+
+
+def _store(database: SharedDatabase, spool: Any, work: list[Any]) -> None:
+    """Under the lock: journal ``work``, claiming the lease if the fast path cannot."""
+    if _append_held(database, spool, work):
+        return
+    with transaction.atomic(using=spool.alias):
+        lease.claim(database, spool.alias)
+        for model, codec, items, empty in work:
+            if empty:
+                storage.delete_stored(database, model, spool.alias)
+            elif model in database.tables and storage.append_journal(model, items, spool):
+                database.tables[model].journaled(len(items))
+            else:
+                # No snapshot yet (or someone removed it): store the whole table.
+                storage.write_snapshot(database, model, codec, spool.alias)
+
+
+def _compact_due(database: SharedDatabase, spool: Any, models_written: list[type[models.Model]]) -> None:
+    """Under the lock and the turn to write storage: compact the tables whose journal grew too long."""
     minimum, ratio = conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO
-    for model, *_ in work:
+    for model in models_written:
         state = database.tables.get(model)
         if state and storage.needs_compaction(state, minimum, ratio):
             _compact(database, model, spool)
-    return count
+
+
+def _settle(database: SharedDatabase, group: GroupCommit) -> None:
+    """Under the lock: delete the change records the last batch stored, and end its turn."""
+    left = group.take_leftover()
+    if left is None:
+        return
+    try:
+        if left.last is not None:
+            database.connection.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (left.last,))
+    finally:
+        left.close()
+
+
+def _settle_now(database: SharedDatabase, group: GroupCommit, compact: list[Any] | None = None) -> None:
+    """After a batch written without the lock: settle it (unless a holder of the lock did),
+    then compact the tables that need it, under the lock and as the only writer."""
+    with database.lock:
+        _settle(database, group)
+        minimum, ratio = conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO
+        due = [
+            model for model in compact or ()
+            if (state := database.tables.get(model)) and storage.needs_compaction(state, minimum, ratio)
+        ]
+        if not due:
+            return
+        settled(database)
+        database.flushing = True
+        try:
+            spool = connections[conf.MEMDB_SPOOL_DATABASE]
+            with sharing.of(database).spooling(database), lease.undone_on_error(database):
+                _compact_due(database, spool, due)
+        finally:
+            database.flushing = False
+
+
+def settled(database: SharedDatabase) -> None:
+    """Under the lock: wait for a write of storage in flight, and delete the change records it stored.
+
+    Afterwards, until the caller releases the lock, no flush of this process
+    writes storage and the change records are exactly what is pending.
+    """
+    group = group_commit.of(database)
+    group.quiesce()
+    _settle(database, group)
 
 
 _changed_rows: dict[rows.TableCodec, str] = {}
@@ -257,6 +424,7 @@ def compact(database: SharedDatabase, model: type[models.Model] | None = None) -
     spool = connections[conf.MEMDB_SPOOL_DATABASE]
     with database.lock:
         flush(database)
+        settled(database)
         if user_in_atomic(spool):
             raise PersistenceError(
                 f"Cannot compact inside a transaction of the '{spool.alias}' database."
@@ -269,4 +437,5 @@ def compact(database: SharedDatabase, model: type[models.Model] | None = None) -
 
 def pending_changes(database: SharedDatabase) -> int:
     with database.lock:
+        settled(database)
         return database.connection.execute(f"SELECT count(*) FROM {CHANGES}").fetchone()[0]

@@ -449,6 +449,51 @@ def action_mark(options: argparse.Namespace) -> None:
     expected()
 
 
+def action_threads(options: argparse.Namespace) -> None:
+    """Threads that each create rows and move a row of their own forward, reporting every
+    write once its call returned (``@acked``): under the ``commit`` policy, it is stored.
+
+    ``--rounds`` writes per thread (0: until the process is killed).
+    """
+    from django.db import connections
+
+    from tests.models import Persistent
+
+    printing = threading.Lock()
+    failures: list[BaseException] = []
+
+    def acked(pk: int, text: str) -> None:
+        line = f"@acked {json.dumps({'pk': pk, 'text': text})}\n"
+        with printing:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def writer(number: int) -> None:
+        name = f"{options.tag} t{number}"
+        try:
+            head = Persistent.objects.create(text=f"{name} last -1")
+            acked(head.pk, head.text)
+            round_ = 0
+            while not options.rounds or round_ < options.rounds:
+                row = Persistent.objects.create(text=f"{name} row {round_}")
+                acked(row.pk, row.text)
+                Persistent.objects.filter(pk=head.pk).update(text=f"{name} last {round_}")
+                acked(head.pk, f"{name} last {round_}")
+                round_ += 1
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(number,)) for number in range(options.threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
 def action_crash(options: argparse.Namespace) -> None:
     """Committed rows, then one multi-table transaction during which the process dies."""
     from django.conf import settings
@@ -559,6 +604,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kill-at", choices=POINTS, help="SIGKILL this process at that point (action crash)")
     parser.add_argument("--compact-min-rows", type=int, help="MEMDB_COMPACT_MIN_ROWS for this process")
     parser.add_argument("--tag", default="0")
+    parser.add_argument("--threads", type=int, default=8, help="threads of the action threads")
+    parser.add_argument("--rounds", type=int, default=0, help="writes per thread of the action threads (0: no end)")
     parser.add_argument(
         "--in-thread", action="store_true", help="run the action in another thread, as a threaded server does"
     )

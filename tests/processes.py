@@ -294,6 +294,13 @@ class Scratch:
         child.wait_for("ready")
         return child
 
+    def launch(
+        self, action: str, *options: str, settings: str = SETTINGS[0], env: dict[str, str] | None = None,
+    ) -> Child:
+        """Start ``tests.child <action>`` and return at once (the test reads its records as they come)."""
+        environment = self.env(settings, **(env or {}))
+        return self._spawn(["-m", "tests.child", action, *options], environment, subprocess.DEVNULL)
+
     def manage(self, *arguments: str, settings: str = SETTINGS[0]) -> Result:
         child = self._spawn(["manage.py", *arguments], self.env(settings), subprocess.DEVNULL)
         return child.wait().check()

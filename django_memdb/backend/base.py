@@ -86,6 +86,8 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignor
 
     memdb_database: shared.SharedDatabase
     memdb_setting_up = False
+    # Set at the commit of a transaction whose on_commit hook flushes its changes.
+    memdb_flush_due = False
     features_class = DatabaseFeatures
 
     def __new__(cls, settings_dict: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -168,24 +170,42 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignor
         return cursor
 
     def memdb_after_statement(self, database: shared.SharedDatabase) -> None:
+        committed = False
         try:
             database.track_transaction()
             if database.dirty and not database.flushing:
-                self.memdb_schedule_flush()
+                if database.connection.in_transaction:
+                    self.memdb_schedule_flush()
+                else:
+                    # This thread flushes them once the lock is released, so that the other
+                    # threads go on using the database (and do not flush them too) while it
+                    # waits for storage (group commit).
+                    committed, database.dirty = True, False
         finally:
             database.lock.release()
+        if committed:
+            hooks.installed().changes_committed(database, True)
 
     def _commit(self) -> None:
         database = self.memdb_database
         database.lock.acquire()
+        committed = due = False
         try:
             super()._commit()  # type: ignore[misc]
             identity.committed(self.alias)
+            committed = True
         finally:
             hooked, self.memdb_hooked = self.memdb_hooked, False
             database.track_transaction()
+            due = committed and database.dirty and not database.connection.in_transaction
+            if due and hooked:
+                # Its on_commit hook flushes even if another thread's flush took the
+                # changes meanwhile: it returns once they are stored.
+                self.memdb_flush_due = True
+            elif due:
+                database.dirty = False  # this thread flushes them, below
             database.lock.release()
-        if database.dirty and not hooked:
+        if due and not hooked:
             # A manual transaction (set_autocommit(False)): no on_commit hook
             # is allowed there, so flush here and keep failures pending.
             hooks.installed().changes_committed(database, False)
@@ -216,7 +236,8 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignor
         return not self.connection.in_transaction or self.memdb_in_testcase_blocks_only()
 
     def memdb_changes_committed(self) -> None:
-        if self.memdb_database.dirty:
+        due, self.memdb_flush_due = self.memdb_flush_due, False
+        if due or self.memdb_database.dirty:
             hooks.installed().changes_committed(self.memdb_database, True)
 
 

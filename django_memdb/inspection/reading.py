@@ -14,7 +14,7 @@ from typing import Any
 from django.apps import apps
 from django.db import connections, models
 
-from .. import processors, registry, restore, rows, storage
+from .. import processors, registry, restore, rows, spool, storage
 from ..backend.shared import SharedDatabase
 from ..capture import CHANGES
 from ..conf import conf
@@ -80,6 +80,8 @@ def require_storage(using: str | None = None) -> None:
 
 
 def _pending_by_table(database: SharedDatabase) -> dict[str, int]:
+    """Called with the database lock held; a write of storage in flight is waited for first."""
+    spool.settled(database)
     cursor = database.connection.execute(f"SELECT tbl, count(DISTINCT pk) FROM {CHANGES} GROUP BY tbl")
     return dict(cursor.fetchall())
 

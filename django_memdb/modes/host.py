@@ -103,6 +103,7 @@ class HostMode(SQLiteMode):
         with database.lock:
             if unless_claimed and not lease.load_pending(database):
                 return
+            spool.settled(database)  # a batch written without the lock may still hold the file lock
             with _files(database).spooling():
                 if unless_claimed:
                     adopt_lease(database)
