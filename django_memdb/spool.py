@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
-from . import lease, reconnect, registry, rows, sharing, storage
+from . import lease, reconnect, registry, rows, server_lease, sharing, storage
 from .backend import hooks
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
@@ -222,11 +222,19 @@ def _append_held(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
     loader's bump) writes nothing and the caller takes the full path, whose
     claim refuses or bumps.
     """
-    held = lease.held(database)
-    if held is None or not storage.can_append_held(spool):
-        return False
     tables = database.tables
     if any(empty or model not in tables for model, _, _, empty in work):
+        return False
+    if not spool.in_atomic_block and server_lease.applies(database, spool):
+        # Plain INSERTs on the session that holds the server's lock (server_lease.py).
+        entries = [(model, items) for model, _, items, _ in work]
+        if not server_lease.lock(spool.alias).append(database, spool, entries, storage.append_journal_plain):
+            return False
+        for model, items in entries:
+            tables[model].journaled(len(items))
+        return True
+    held = lease.held(database)
+    if held is None or not storage.can_append_held(spool):
         return False
     if len(work) == 1:
         model, _, items, _ = work[0]

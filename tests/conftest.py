@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
+from django_memdb import server_lease
 from tests import databases
 from tests.processes import migrated_template, scratch  # noqa: F401 - fixtures of the process tests
 
@@ -71,3 +73,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     if databases.kind() == "sqlite":
         header += " (cluster-mode and outage tests need MEMDB_TEST_DATABASE=postgresql or mariadb)"
     return header
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _server_lock_released(django_db_setup: None) -> Iterator[None]:
+    """The storage session that holds the server's lock, closed before the test database is dropped."""
+    yield
+    server_lease.release_all()

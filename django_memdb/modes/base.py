@@ -26,6 +26,9 @@ class Mode(PlainOpening, ABC):
     name: str = ""
     # Whether memdb_max_rows (bounds.py) is enforced: SQLite triggers.
     enforces_row_bounds = True
+    # Whether the spool lease is the server's advisory lock when storage is on
+    # PostgreSQL or MariaDB (server_lease.py): one writing process, alone.
+    server_lease = False
 
     # The database of this process.
 
