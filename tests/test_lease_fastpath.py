@@ -121,7 +121,6 @@ class InProcessTests:
         assert len(captured.captured_queries) == 1  # held again
         assert_persisted(Persistent)
 
-    @pytest.mark.usefixtures("row_lease")
     def test_a_lease_near_its_expiry_is_renewed_by_a_claim(self) -> None:
         Persistent.objects.create(text="first")
         self.database.lease_until = timezone.now() + datetime.timedelta(seconds=1)
@@ -176,6 +175,40 @@ class InProcessTests:
                 Other.objects.create(number=2)
         assert _lease_updates(captured)
         assert PersistentJournal.objects.using(SPOOL).count() == entries + 2  # once each
+        assert_persisted(Persistent, Other)
+
+    @pytest.mark.database("postgresql", "mariadb")
+    def test_the_lock_holder_appends_plain_inserts_past_a_loaders_bump(self) -> None:
+        Persistent.objects.create(text="first")
+        SpoolLease.objects.using(SPOOL).update(generation=F("generation") + 1)  # a load elsewhere
+        bumped = self._generation()
+        with _spool_queries() as captured:
+            Persistent.objects.create(text="second")
+        assert len(captured.captured_queries) == 1 and not _lease_updates(captured), captured.captured_queries
+        assert self._generation() == bumped  # the loader's watermark tells it instead (lease.py)
+        assert_persisted(Persistent)
+
+    @pytest.mark.database("postgresql", "mariadb")
+    def test_a_failed_plain_append_writes_nothing_and_the_full_path_writes_it_once(self, monkeypatch: Any) -> None:
+        Persistent.objects.create(text="a")
+        Other.objects.create(number=1)
+        calls: list[str] = []
+        append = storage.append_journal_plain
+
+        def failing(model: Any, *args: Any) -> None:
+            calls.append(model.__name__)
+            if len(calls) == 2:
+                raise DatabaseError("refused")
+            append(model, *args)
+
+        entries = PersistentJournal.objects.using(SPOOL).count()
+        monkeypatch.setattr(storage, "append_journal_plain", failing)
+        with _spool_queries() as captured, transaction.atomic(using="django_memdb"):
+            Persistent.objects.create(text="b")
+            Other.objects.create(number=2)
+        assert len(calls) == 2 and _lease_updates(captured)  # rolled back, then claimed
+        assert PersistentJournal.objects.using(SPOOL).count() == entries + 2  # once each
+        assert spool.pending_changes(self.database) == 0
         assert_persisted(Persistent, Other)
 
     @override_settings(MEMDB_COMPACT_MIN_ROWS=5, MEMDB_COMPACT_RATIO=1.0)
