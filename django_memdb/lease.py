@@ -215,14 +215,14 @@ def check(database: SharedDatabase, using: str) -> None:
             return
     try:
         lease = SpoolLease.objects.using(using).filter(name=conf.MEMDB_NAME).first()
+        if lease is not None and lease.owner != token(database):
+            if _alive_elsewhere(database, using, lease, now):
+                raise _refusal(lease, conf.MEMDB_NAME, _server_lease(database, using))
+            if _changed_since_load(database, using, lease):
+                raise _stale(conf.MEMDB_NAME)
     except (OperationalError, InterfaceError) as exc:  # unreachable; a missing table stays itself
         reconnect.reset_if_broken(connections[using])
         raise _unreachable(using, exc) from exc
-    if lease is not None and lease.owner != token(database):
-        if _alive_elsewhere(database, using, lease, now):
-            raise _refusal(lease, conf.MEMDB_NAME, _server_lease(database, using))
-        if _changed_since_load(database, using, lease):
-            raise _stale(conf.MEMDB_NAME)
     database.lease_checked_until = now + datetime.timedelta(seconds=CHECK_SECONDS)
 
 
@@ -272,7 +272,7 @@ def claim(database: SharedDatabase, using: str) -> None:
                 raise _refusal(leases.get(), alias, server)
     database.lease_generation, database.lease_until = generation, until
     if server:
-        server_lease.claimed(database, using)
+        transaction.on_commit(server_lease.claimed(database, using), using=using)
 
 
 def held(database: SharedDatabase) -> tuple[str, str, int] | None:

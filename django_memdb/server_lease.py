@@ -195,12 +195,22 @@ def lock(alias: str) -> ServerLock:
     return found
 
 
-def claimed(database: Any, alias: str) -> None:
-    """lease.claim succeeded: the lease row names this process with its new generation."""
+def claimed(database: Any, alias: str) -> Callable[[], None]:
+    """What lease.claim runs once its transaction committed: the lease row names this
+    process with its new generation, claimed on the session that holds the lock now.
+
+    Not before the commit: a claim rolled back later (a TestCase's transaction)
+    must not let plain INSERTs through without the row.
+    """
     found = lock(alias)
-    with found.mutex:
-        if found.held:
-            found.claimed = (database.lease_token, database.lease_generation, found.session)
+    mine = (database.lease_token, database.lease_generation, found.session)
+
+    def committed() -> None:
+        with found.mutex:
+            if found.held and found.session == mine[2]:
+                found.claimed = mine
+
+    return committed
 
 
 def release_all() -> None:
