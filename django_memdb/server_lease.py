@@ -213,6 +213,14 @@ def claimed(database: Any, alias: str) -> Callable[[], None]:
     return committed
 
 
+def forget_claims() -> None:
+    """The next write claims the lease again (and so checks the table's snapshot):
+    for code that emptied storage behind this process, as a test run does between tests."""
+    for found in list(_locks.values()):
+        with found.mutex:
+            found.claimed = None
+
+
 def release_all() -> None:
     """Give the locks back and close their sessions (exit; the end of a test run)."""
     for found in list(_locks.values()):

@@ -6,8 +6,10 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from django.db import connections
 
-from django_memdb import server_lease
+from django_memdb import modes, server_lease
+from django_memdb.conf import conf
 from tests import databases
 from tests.processes import migrated_template, scratch  # noqa: F401 - fixtures of the process tests
 
@@ -80,3 +82,14 @@ def _server_lock_released(django_db_setup: None) -> Iterator[None]:
     """The storage session that holds the server's lock, closed before the test database is dropped."""
     yield
     server_lease.release_all()
+
+
+@pytest.fixture(autouse=True)
+def _claims_forgotten() -> Iterator[None]:
+    """A transactional test empties storage afterwards, behind the writer of this process:
+    its next write claims again, as a restarted writer would (see README, the server's lock)."""
+    yield
+    server_lease.forget_claims()
+    database = modes.current().started_database()
+    if database is not None and server_lease.applies(database, connections[conf.MEMDB_SPOOL_DATABASE]):
+        database.tables.clear()  # which tables have a snapshot: written again at their next write
