@@ -2,15 +2,21 @@
 
 Each process holds its own in-memory copy. Two processes journaling the same
 tables would overwrite each other's rows, so a process must own the lease
-row of the alias to write, and may only take it over from a process that
-left (lease expired, or its pid is gone on this host) when nothing was
-written since this process loaded its copy (same ``generation``).
+of the alias to write, and may only take it over from a process that left
+when nothing was written since this process loaded its copy.
 
-The generation is bumped by ``claim`` (an owner's first write, a takeover, a
-renewal, snapshot writes) and by ``observe`` (a process loading storage), not
-by every journal write: an owner that holds the lease appends in one
-statement conditional on the lease row still naming it with the generation it
-knows (``held``, storage.append_journal_held). Why that keeps the guarantee:
+There are two kinds of lease. Both keep the lease row (owner, generation),
+and a takeover compares what the row says with what this process recorded
+at its load.
+
+**The row lease** (a SQLite spool; mode ``host``, whose processes share one
+lease): the row also says until when it runs (``expires``). The owner left
+when the row expired or its pid is gone on this host. The generation is
+bumped by ``claim`` (an owner's first write, a takeover, a renewal, snapshot
+writes) and by ``observe`` (a process loading storage), not by every journal
+write: an owner that holds the lease appends in one statement conditional on
+the lease row still naming it with the generation it knows (``held``,
+storage.append_journal_held). Why that keeps the guarantee:
 
 * Every bump produces a new value, and only the process that bumped records
   it (the processes of one host share theirs through the host file).
@@ -25,6 +31,30 @@ knows (``held``, storage.append_journal_held). Why that keeps the guarantee:
   recorded: equal only if nobody journaled anything after that process's
   load. After a takeover the old owner's conditional appends no longer
   match (another owner), so they fall back to ``claim``, which refuses.
+
+**The server's lock** (mode ``process`` on PostgreSQL or MariaDB,
+server_lease.py): the owner holds a session-level advisory lock on a storage
+connection of its own, and the owner is alive exactly as long as that
+session holds it; the server releases it when the session ends (exit,
+SIGKILL, a dropped connection). ``claim`` takes the lock first and refuses
+if another session holds it; ``check`` probes it. Once the lock is taken and
+the row claimed on that session, journal entries are plain INSERTs on it, which
+neither read nor bump the lease row. Why that keeps the guarantee:
+
+* Only one session holds the lock, and an INSERT that commits on the lock's
+  session ran while the lock was held: no other process wrote meanwhile. A
+  session that died took its lock and its unfinished transaction with it;
+  the next write takes the lock on a new session and claims the row again
+  (refused if another process took over meanwhile) before any plain INSERT.
+* A loader bumps the generation and then reads the journal's highest id
+  (its watermark) before it reads storage. The owner's plain INSERTs come
+  from one session, one after another, so everything journaled before the
+  watermark was read is in the loader's copy, and everything after it has a
+  higher id. Snapshot writes and removals, which delete journal rows, still
+  go through ``claim`` and bump the generation.
+* A takeover (the lock was free: the owner is gone) therefore requires both
+  the recorded generation and no journal id above the recorded watermark:
+  nothing was written after this process's load.
 
 Two loaders: the first one's generation is passed by the second one's bump,
 so it is refused as stale at takeover even if nothing was written between
@@ -44,7 +74,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.db.models import F
 from django.utils import timezone
 
-from . import reconnect, sharing
+from . import reconnect, server_lease, sharing, storage
 from .backend.shared import SharedDatabase
 from .conf import conf
 from .exceptions import PersistenceError
@@ -85,7 +115,15 @@ def holding(database: SharedDatabase) -> bool:
     return database.lease_token is not None
 
 
-def _alive_elsewhere(lease: SpoolLease, now: datetime.datetime) -> bool:
+def _server_lease(database: SharedDatabase, using: str) -> bool:
+    return server_lease.applies(database, connections[using])
+
+
+def _alive_elsewhere(database: SharedDatabase, using: str, lease: SpoolLease, now: datetime.datetime) -> bool:
+    """Whether the process the lease row names may still write: its server lock is
+    held (the server releases it when that session ends), or its row lease runs."""
+    if _server_lease(database, using):
+        return server_lease.lock(using).held_elsewhere()
     if lease.expires <= now:
         return False
     if lease.host == HOST:
@@ -98,10 +136,15 @@ def _alive_elsewhere(lease: SpoolLease, now: datetime.datetime) -> bool:
     return True
 
 
-def _refusal(lease: SpoolLease, alias: str) -> PersistenceError:
+def _refusal(lease: SpoolLease | None, alias: str, server: bool = False) -> PersistenceError:
+    if lease is None:
+        writer = "which holds the server's lock"
+    elif server:
+        writer = f"pid {lease.pid} on {lease.host}, which holds the server's lock"
+    else:
+        writer = f"pid {lease.pid} on {lease.host}, lease until {lease.expires:%Y-%m-%d %H:%M:%S %Z}"
     return PersistenceError(
-        f"The persistent tables of '{alias}' are written by another process (pid "
-        f"{lease.pid} on {lease.host}, lease until {lease.expires:%Y-%m-%d %H:%M:%S %Z}). "
+        f"The persistent tables of '{alias}' are written by another process ({writer}). "
         f"Each process has its own in-memory copy, so a second writer would overwrite "
         f"the first one's rows: run one writing process, or see 'Deployment' in the README."
     )
@@ -142,6 +185,9 @@ def observe(database: SharedDatabase, using: str) -> None:
             generation = leases.values_list("generation", flat=True).get()
         else:
             generation, pending = 0, False  # no lease yet: no bump to lose
+        if _server_lease(database, using):
+            # After the bump, before the load: what a writer appends later has a higher id.
+            server_lease.loaded(database, storage.journal_watermark(using))
     # Recorded by the mode: in host mode for every process of the host.
     record = sharing.of(database).observed
     if not pending:
@@ -169,15 +215,25 @@ def check(database: SharedDatabase, using: str) -> None:
             return
     try:
         lease = SpoolLease.objects.using(using).filter(name=conf.MEMDB_NAME).first()
+        if lease is not None and lease.owner != token(database):
+            if _alive_elsewhere(database, using, lease, now):
+                raise _refusal(lease, conf.MEMDB_NAME, _server_lease(database, using))
+            if _changed_since_load(database, using, lease):
+                raise _stale(conf.MEMDB_NAME)
     except (OperationalError, InterfaceError) as exc:  # unreachable; a missing table stays itself
         reconnect.reset_if_broken(connections[using])
         raise _unreachable(using, exc) from exc
-    if lease is not None and lease.owner != token(database):
-        if _alive_elsewhere(lease, now):
-            raise _refusal(lease, conf.MEMDB_NAME)
-        if lease.generation != database.lease_generation:
-            raise _stale(conf.MEMDB_NAME)
     database.lease_checked_until = now + datetime.timedelta(seconds=CHECK_SECONDS)
+
+
+def _changed_since_load(database: SharedDatabase, using: str, lease: SpoolLease) -> bool:
+    """Whether another owner wrote storage after this process loaded it (see the module's docstring)."""
+    if lease.generation != database.lease_generation:
+        return True
+    if not _server_lease(database, using):
+        return False
+    loaded = server_lease.watermark(database)
+    return loaded is None or storage.journal_watermark(using) > loaded
 
 
 def claim(database: SharedDatabase, using: str) -> None:
@@ -186,6 +242,9 @@ def claim(database: SharedDatabase, using: str) -> None:
     until = now + datetime.timedelta(seconds=conf.MEMDB_LEASE_SECONDS)
     mine, alias = token(database), conf.MEMDB_NAME
     leases = SpoolLease.objects.using(using).filter(name=alias)
+    server = _server_lease(database, using)
+    if server and not server_lease.lock(using).acquire():
+        raise _refusal(leases.first(), alias, server)
     bump = {"expires": until, "host": HOST, "pid": os.getpid()}
     generation = max(database.lease_generation, 0) + 1
     if leases.filter(owner=mine, generation=database.lease_generation).update(generation=generation, **bump):
@@ -197,10 +256,10 @@ def claim(database: SharedDatabase, using: str) -> None:
                 with transaction.atomic(using=using):
                     SpoolLease.objects.using(using).create(name=alias, owner=mine, generation=generation, **bump)
             except IntegrityError:
-                raise _refusal(leases.get(), alias) from None
-        elif lease.owner != mine and _alive_elsewhere(lease, now):
-            raise _refusal(lease, alias)
-        elif lease.owner != mine and lease.generation != database.lease_generation:
+                raise _refusal(leases.get(), alias, server) from None
+        elif lease.owner != mine and _alive_elsewhere(database, using, lease, now):
+            raise _refusal(lease, alias, server)
+        elif lease.owner != mine and _changed_since_load(database, using, lease):
             raise _stale(alias)
         else:
             # Ours with another generation: a loader's bump (observe), our own
@@ -210,8 +269,10 @@ def claim(database: SharedDatabase, using: str) -> None:
             if not leases.filter(owner=lease.owner, generation=lease.generation).update(
                 owner=mine, generation=generation, **bump
             ):
-                raise _refusal(leases.get(), alias)
+                raise _refusal(leases.get(), alias, server)
     database.lease_generation, database.lease_until = generation, until
+    if server:
+        transaction.on_commit(server_lease.claimed(database, using), using=using)
 
 
 def held(database: SharedDatabase) -> tuple[str, str, int] | None:
@@ -247,3 +308,4 @@ def release(database: SharedDatabase, using: str) -> None:
             expires=timezone.now()
         )
         database.lease_until = None
+    server_lease.lock(using).release()

@@ -249,6 +249,8 @@ def codec_for(model: type[models.Model], connection: BaseDatabaseWrapper) -> Tab
 
 def encode_items(items: Iterable[Any], chunk_size: int = 10_000) -> bytes:
     """The JSON list, built a chunk at a time: a large table is never held as strings."""
+    if isinstance(items, list) and len(items) <= chunk_size:  # a journal entry: one chunk
+        return b"[\n" + ",\n".join(map(_encode_json, items)).encode("utf-8") + b"\n]"
     out = bytearray(b"[\n")
     encoded = map(_encode_json, items)
     while chunk := list(islice(encoded, chunk_size)):

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
-from . import group_commit, lease, reconnect, registry, rows, sharing, storage
+from . import group_commit, lease, reconnect, registry, rows, server_lease, sharing, storage
 from .backend import hooks
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
@@ -382,18 +382,28 @@ class _NotHeld(Exception):
 def _append_held(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
     """The fast path: journal ``work`` without claiming the lease; False if it did not.
 
-    Taken while this process holds the lease (lease.held) and every table
-    has a snapshot: one autocommit statement for one table, one transaction
-    for several (a commit stays atomic in storage). Each append is
-    conditional on the lease row, so a lease that moved on (a takeover, a
-    loader's bump) writes nothing and the caller takes the full path, whose
-    claim refuses or bumps.
+    Taken while this process holds the lease (lease.held: the claim also
+    renews the row's expiry, which status reports) and every table has a
+    snapshot: one autocommit statement for one table, one transaction for
+    several (a commit stays atomic in storage). With the server's lock
+    (server_lease.py) they are plain INSERTs on the lock's session, written
+    only while that session holds the lock and claimed the lease. Otherwise
+    each append is conditional on the lease row, so a lease that moved on (a
+    takeover, a loader's bump) writes nothing. Either way the caller then
+    takes the full path, whose claim refuses or bumps.
     """
-    held = lease.held(database)
-    if held is None or not storage.can_append_held(spool):
-        return False
     tables = database.tables
-    if any(empty or model not in tables for model, _, _, empty in work):
+    held = lease.held(database)
+    if held is None or any(empty or model not in tables for model, _, _, empty in work):
+        return False
+    if not spool.in_atomic_block and server_lease.applies(database, spool):
+        entries = [(model, items) for model, _, items, _ in work]
+        if not server_lease.lock(spool.alias).append(database, spool, entries, storage.append_journal_plain):
+            return False
+        for model, items in entries:
+            tables[model].journaled(len(items))
+        return True
+    if not storage.can_append_held(spool):
         return False
     if len(work) == 1:
         model, _, items, _ = work[0]

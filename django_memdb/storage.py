@@ -103,6 +103,32 @@ def _journal_insert_sql(spool: BaseDatabaseWrapper, held: bool) -> str:
     )
 
 
+_plain_sql: dict[str, str] = {}
+
+
+def append_journal_plain(model: type[models.Model], items: list[dict[str, Any]], spool: BaseDatabaseWrapper) -> None:
+    """Append a journal entry in a plain INSERT: the writer holds the server's lock
+    (server_lease.py) and knows the table has a snapshot (only the lease holder
+    writes or removes snapshots)."""
+    blob, codec = processors.encode(model, items)
+    application, modelname = registry.storage_key(model)
+    sql = _plain_sql.get(spool.vendor)
+    if sql is None:
+        quote = spool.ops.quote_name
+        columns = ", ".join(quote(c) for c in ("application", "modelname", "inserted", "codec", "data", "rows"))
+        sql = _plain_sql[spool.vendor] = (
+            f"INSERT INTO {quote(PersistentJournal._meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s, %s, %s)"
+        )
+    inserted = PersistentJournal._meta.get_field("inserted").get_db_prep_save(timezone.now(), spool)
+    with spool.cursor() as cursor:
+        cursor.execute(sql, [application, modelname, inserted, codec, blob, len(items)])
+
+
+def journal_watermark(using: str) -> int:
+    """The highest id of the journal (0 if empty): see server_lease's watermark."""
+    return PersistentJournal.objects.using(using).aggregate(top=models.Max("id"))["top"] or 0
+
+
 def append_journal(
     model: type[models.Model], items: list[dict[str, Any]], spool: BaseDatabaseWrapper
 ) -> bool:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+from django.db import connections
 
+from django_memdb import modes, server_lease
+from django_memdb.conf import conf
 from tests import databases
 from tests.processes import migrated_template, scratch  # noqa: F401 - fixtures of the process tests
 
@@ -71,3 +75,21 @@ def pytest_report_header(config: pytest.Config) -> str:
     if databases.kind() == "sqlite":
         header += " (cluster-mode and outage tests need MEMDB_TEST_DATABASE=postgresql or mariadb)"
     return header
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _server_lock_released(django_db_setup: None) -> Iterator[None]:
+    """The storage session that holds the server's lock, closed before the test database is dropped."""
+    yield
+    server_lease.release_all()
+
+
+@pytest.fixture(autouse=True)
+def _claims_forgotten() -> Iterator[None]:
+    """A transactional test empties storage afterwards, behind the writer of this process:
+    its next write claims again, as a restarted writer would (see README, the server's lock)."""
+    yield
+    server_lease.forget_claims()
+    database = modes.current().started_database()
+    if database is not None and server_lease.applies(database, connections[conf.MEMDB_SPOOL_DATABASE]):
+        database.tables.clear()  # which tables have a snapshot: written again at their next write

@@ -48,7 +48,8 @@ LAYERS: list[tuple[str, list[str]]] = [
         "persistence",
         [
             "django_memdb.rows", "django_memdb.processors", "django_memdb.decode_errors", "django_memdb.sharing",
-            "django_memdb.storage", "django_memdb.lease", "django_memdb.group_commit", "django_memdb.spool",
+            "django_memdb.storage", "django_memdb.server_lease", "django_memdb.lease",
+            "django_memdb.group_commit", "django_memdb.spool",
             "django_memdb.restore",
             "django_memdb.cluster.spool", "django_memdb.cluster.lifecycle",
         ],

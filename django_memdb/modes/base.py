@@ -28,6 +28,9 @@ class Mode(PlainOpening, ABC):
     enforces_row_bounds = True
     # Whether other processes commit to the same SQLite database (caches of it must check).
     shared_by_processes = False
+    # Whether the spool lease is the server's advisory lock when storage is on
+    # PostgreSQL or MariaDB (server_lease.py): one writing process, alone.
+    server_lease = False
 
     # The database of this process.
 

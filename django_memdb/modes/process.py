@@ -9,3 +9,4 @@ class ProcessMode(SQLiteMode):
     """An in-memory SQLite database per process: every default of SQLiteMode."""
 
     name = "process"
+    server_lease = True
