@@ -234,12 +234,13 @@ def _take(database: SharedDatabase, spool: Any, group: GroupCommit, number: int)
             if not work:
                 database.connection.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (last,))
                 return 0
-            if not group.claim_next and _holds_lease(database, spool, work):
+            claim = group.claim_next
+            if not claim and _holds_lease(database, spool, work):
                 group.in_flight(number, last)
                 return _Batch(work, last, labels, turn.pop_all().close)
             group.claim_next = False
             with lease.undone_on_error(database):
-                reconnect.retry_if_dropped(spool, lambda: _store(database, spool, work))
+                reconnect.retry_if_dropped(spool, lambda: _store(database, spool, work, fast=not claim))
                 database.connection.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (last,))
                 _compact_due(database, spool, [model for model, *_ in work])
             return sum(len(items) for _, _, items, _ in work)
@@ -287,9 +288,13 @@ def _holds_lease(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
     return not any(empty or model not in database.tables for model, _, _, empty in work)
 
 
-def _store(database: SharedDatabase, spool: Any, work: list[Any]) -> None:
-    """Under the lock: journal ``work``, claiming the lease if the fast path cannot."""
-    if _append_held(database, spool, work):
+def _store(database: SharedDatabase, spool: Any, work: list[Any], fast: bool = True) -> None:
+    """Under the lock: journal ``work``, claiming the lease if the fast path cannot.
+
+    ``fast=False``: the fast path just failed for this batch (the lease moved
+    on, or the server's lock was lost): claim at once rather than try it again.
+    """
+    if fast and _append_held(database, spool, work):
         return
     with transaction.atomic(using=spool.alias):
         lease.claim(database, spool.alias)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.db import DatabaseError, connections
 
-from django_memdb import lifecycle, spool, storage
+from django_memdb import lifecycle, spool
 from django_memdb.exceptions import PersistenceError
 from tests.models import Persistent
 from tests.processes import KILLED, Child, Result, Scratch
@@ -66,24 +66,28 @@ class Threads:
 
 
 class BlockedWrite:
-    """Holds the first journal write of the fast path until released; records every batch."""
+    """Holds the first journal write of the fast path until released; records every batch.
+
+    Wraps ``spool._append_held``, the one call that writes a batch without the
+    lock, whichever kind of entry it writes (a conditional or a plain INSERT).
+    """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> None:
         self.entered, self.release = threading.Event(), threading.Event()
         self.batches: list[list[str]] = []
         self.fail = fail
-        real = storage.append_journal_held
+        real = spool._append_held
 
-        def append(model: Any, items: Any, spool_connection: Any, held: Any) -> bool:
-            self.batches.append(sorted(item["fields"]["text"] for item in items))
+        def append(database: Any, spool_connection: Any, work: Any) -> bool:
+            self.batches.append(sorted(item["fields"]["text"] for _, _, items, _ in work for item in items))
             if len(self.batches) == 1:
                 self.entered.set()
                 assert self.release.wait(TIMEOUT)
                 if self.fail:
                     raise DatabaseError("the disk is full")
-            return real(model, items, spool_connection, held)
+            return real(database, spool_connection, work)
 
-        monkeypatch.setattr(storage, "append_journal_held", append)
+        monkeypatch.setattr(spool, "_append_held", append)
 
 
 @pytest.fixture
