@@ -289,11 +289,23 @@ _purger_lock = threading.Lock()
 _stop = threading.Event()
 
 
+DEFAULT_INTERVAL = 1.0
+
+
+def _interval() -> float:
+    """MEMDB_EXPIRY_INTERVAL, or the default while it is not a positive number
+    (check E017 reports it): the thread must neither die nor spin on a bad value."""
+    value = conf.MEMDB_EXPIRY_INTERVAL
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return DEFAULT_INTERVAL
+    return float(value)
+
+
 def _purge_loop() -> None:
     # The last failure logged per model: a failure that repeats every interval
     # (a database down for a while) is logged once, not every second.
     failing: dict[type[models.Model], str] = {}
-    while not _stop.wait(conf.MEMDB_EXPIRY_INTERVAL):
+    while not _stop.wait(_interval()):
         for model in expiring_models():
             try:
                 # Routed as a write: a blocked table or a refused lease is skipped.

@@ -134,7 +134,7 @@ def check_expiry_and_bounds(app_configs: Any = None, **kwargs: Any) -> list[Any]
                         )
                     )
     interval = conf.MEMDB_EXPIRY_INTERVAL
-    if not _number(interval) or interval <= 0:
+    if not _number(interval) or not interval > 0:  # NaN too
         errors.append(
             Error(
                 f"MEMDB_EXPIRY_INTERVAL is {interval!r}.",

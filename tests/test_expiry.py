@@ -511,7 +511,7 @@ def test_e016_bounds_in_cluster_mode(settings: Any) -> None:
     assert {e.id for e in errors if e.obj in (Latest, Recent)} == {"django_memdb.E016"}
 
 
-@pytest.mark.parametrize("value", [0, -1, "1", None])
+@pytest.mark.parametrize("value", [0, -1, "1", None, float("nan")])
 def test_e017_expiry_interval(settings: Any, value: Any) -> None:
     settings.MEMDB_EXPIRY_INTERVAL = value
     assert _ids([e for e in checks.check_expiry_and_bounds() if e.obj is None]) == ["django_memdb.E017"]
@@ -535,3 +535,12 @@ def test_the_purge_thread_logs_a_repeated_failure_once(caplog: pytest.LogCapture
     assert len(failures) >= 2 * len(expiry.expiring_models())  # it did fail again and again
     warnings = [r for r in failures if r.levelno == logging.WARNING]
     assert len(warnings) == len(expiry.expiring_models())  # once per model, the repeats at debug level
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", None, float("nan")])
+def test_the_purge_thread_waits_the_default_on_an_interval_check_e017_refuses(settings: Any, value: Any) -> None:
+    # Set while the thread runs: it must neither die nor spin.
+    settings.MEMDB_EXPIRY_INTERVAL = value
+    assert expiry._interval() == expiry.DEFAULT_INTERVAL
+    settings.MEMDB_EXPIRY_INTERVAL = 0.25
+    assert expiry._interval() == 0.25
