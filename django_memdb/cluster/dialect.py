@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from typing import Any
 
 from django.db import models
@@ -13,6 +14,10 @@ MARKER = "django_memdb_cluster"
 
 def _digest(text: str, size: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:size]
+
+
+# Per DB-API connection: the server's id of its session (Dialect.connection_id).
+_server_ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 class Dialect:
@@ -42,13 +47,27 @@ class Dialect:
     def change_table(self) -> str:
         raise NotImplementedError
 
+    # The statement that returns what the capture triggers record as ``conn``.
+    server_id_sql = ""
+
     def connection_id(self, connection: Any) -> int:
-        """The server's id of a live DB-API connection, read without a round trip.
+        """The server's id of a live DB-API connection, asked once per connection.
 
         The capture triggers record it in each change row: a commit finds its
-        own pending changes by it (cluster/spool.py).
+        own pending changes by it (cluster/spool.py). Asked of the server, not
+        taken from the client's connection info: behind a proxy (pgbouncer,
+        ProxySQL) that info names the proxy's session, and a commit would then
+        never find its own rows and return before they are journaled.
         """
-        raise NotImplementedError
+        found = _server_ids.get(connection)
+        if found is None:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(self.server_id_sql)
+                found = _server_ids[connection] = int(cursor.fetchone()[0])
+            finally:
+                cursor.close()
+        return found
 
     def marker_table(self) -> str:
         raise NotImplementedError
@@ -94,8 +113,7 @@ class PostgreSQL(Dialect):
             "(seq bigserial PRIMARY KEY, tbl varchar(255) NOT NULL, pk text NULL, conn integer NULL)"
         )
 
-    def connection_id(self, connection: Any) -> int:
-        return int(connection.info.backend_pid)
+    server_id_sql = "SELECT pg_backend_pid()"
 
     def marker_table(self) -> str:
         return (
@@ -188,8 +206,7 @@ class MySQL(Dialect):
             "conn bigint unsigned NULL) ENGINE=MEMORY"
         )
 
-    def connection_id(self, connection: Any) -> int:
-        return int(connection.thread_id())
+    server_id_sql = "SELECT CONNECTION_ID()"
 
     def marker_table(self) -> str:
         return (
