@@ -7,6 +7,7 @@ import tempfile
 from typing import Any
 
 from django.conf import settings
+from django.utils.functional import empty
 
 from . import settings as integrator_settings
 
@@ -47,7 +48,13 @@ class Settings:
     """Each property reads the project setting on access, so override_settings works."""
 
     def _get(self, name: str) -> Any:
-        return getattr(settings, name, DEFAULTS[name])
+        # Read from the settings object itself once it is set up: through
+        # LazySettings, a setting left at its default costs an exception of
+        # the lazy object's __getattr__ each time (a few are read per commit).
+        wrapped = settings._wrapped  # type: ignore[misc]  # the LazySettings attribute
+        if wrapped is empty:
+            return getattr(settings, name, DEFAULTS[name])
+        return getattr(wrapped, name, DEFAULTS[name])
 
     @property
     def MEMDB_NAME(self) -> str:

@@ -17,7 +17,9 @@ last one is at most the last record of a batch already stored, the number of
 the batch being written if the last record is in it, else the next batch,
 which will be read after the commit. The thread returns once the batch of
 its ticket (or a later one) is stored; if the writer of that batch fails, it
-becomes a writer itself and retries.
+becomes a writer itself and retries. A thread that finds nobody writing
+needs no ticket: it becomes the writer at once (``begin_now``), under the
+hold of the lock it took after its commit, and its batch holds its changes.
 
 Why no committed change is lost or stored out of order:
 
@@ -115,6 +117,20 @@ class GroupCommit:
         """
         with self._changed:
             if self._stored >= ticket or self._writer is not None:
+                return None
+            self._writer = threading.get_ident()
+            self._read += 1
+            return self._read
+
+    def begin_now(self) -> int | None:
+        """Under the lock, right after a commit: become the writer of the next batch if
+        nobody writes, and return its number (None: another thread writes, take a ticket).
+
+        The batch is read under this same hold of the lock, after the commit, so it
+        holds the caller's changes: no ticket is needed (one statement less per commit).
+        """
+        with self._changed:
+            if self._writer is not None:
                 return None
             self._writer = threading.get_ident()
             self._read += 1

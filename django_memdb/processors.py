@@ -95,10 +95,12 @@ def _run(arguments: dict[str, Any], signal: Any, sender: Any, what: str) -> list
 def encode(model: type[models.Model], items: Iterable[dict[str, Any]]) -> tuple[bytes, str]:
     """The blob and codec to store for ``items`` of ``model``."""
     application, modelname = model._meta.app_label, model.__name__
-    if not signals.store_save.has_listeners(model):
+    signal = signals.store_save
+    # No receiver at all (the common case) is known without has_listeners' lookup.
+    if not signal.receivers or not signal.has_listeners(model):
         return rows.encode_items(items), ""
     arguments = _arguments(application, modelname, list(items), conf.MEMDB_PROCESS_ENCODE)
-    processors = _run(arguments, signals.store_save, model, "encoding")
+    processors = _run(arguments, signal, model, "encoding")
     data = arguments["data"]
     if isinstance(data, (bytes, bytearray, memoryview)):
         blob = bytes(data)

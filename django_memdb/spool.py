@@ -85,6 +85,7 @@ def flush(database: SharedDatabase, raise_errors: bool = True, log: bool = True)
 
 def _flush_committed(database: SharedDatabase, group: GroupCommit, raise_errors: bool, log: bool) -> int:
     spool = connections[conf.MEMDB_SPOOL_DATABASE]
+    taken: _Batch | int | None = None
     with database.lock:
         if database.flushing or not _can_flush_now(database):
             return 0
@@ -92,41 +93,71 @@ def _flush_committed(database: SharedDatabase, group: GroupCommit, raise_errors:
             flush_after_spool_commit(database, spool)
             return 0
         database.dirty = False
-        ticket = group.ticket(database.connection.execute(f"SELECT max(seq) FROM {CHANGES}").fetchone()[0])
-    while not group.wait(ticket):
-        with database.lock:
-            number = group.begin(ticket)
-            if number is None:
-                continue
-            try:
-                taken = _take(database, spool, group, number)
-            except BaseException as exc:
-                return _failed(database, group, number, exc, raise_errors, pending_labels(database), log)
-            if isinstance(taken, int):
-                database.pending_error = None
-                group.end(number, stored=True)
-                return taken
-        # The batch is ours to write, without the lock (unless the caller holds it).
-        unsettled = group_commit.Leftover(None, taken.close)
-        try:
-            work = taken.work
-            appended = reconnect.retry_if_dropped(spool, lambda: _append_held(database, spool, work))  # noqa: B023
-        except BaseException as exc:
-            return _failed(database, group, number, exc, raise_errors, taken.labels, log, unsettled)
-        if not appended:
-            # The lease moved on (or needs renewing): the next batch claims it under the lock.
-            group.claim_next = True
-            group.end(number, stored=False, leftover=unsettled)
-            _settle_now(database, group)
-            continue
+        # Nobody writes: this thread reads its own batch now (group_commit.begin_now).
+        number = group.begin_now()
+        if number is not None:
+            ticket = number
+            taken = _begin_batch(database, spool, group, number, raise_errors, log)
+        else:
+            ticket = group.ticket(database.connection.execute(f"SELECT max(seq) FROM {CHANGES}").fetchone()[0])
+    while True:
+        if taken is None:
+            if group.wait(ticket):
+                return 0
+            with database.lock:
+                number = group.begin(ticket)
+                if number is None:
+                    continue
+                taken = _begin_batch(database, spool, group, number, raise_errors, log)
+        if isinstance(taken, int):
+            return taken
+        assert number is not None
+        written = _write_batch(database, spool, group, number, taken, raise_errors, log)
+        if written is not None:
+            return written
+        taken = None
+
+
+def _begin_batch(
+    database: SharedDatabase, spool: Any, group: GroupCommit, number: int, raise_errors: bool, log: bool
+) -> _Batch | int:
+    """Under the lock, as the writer of batch ``number``: read it (the fast path's batch),
+    or store it whole under the lock (the number of rows journaled, the batch is done)."""
+    try:
+        taken = _take(database, spool, group, number)
+    except BaseException as exc:
+        return _failed(database, group, number, exc, raise_errors, pending_labels(database), log)
+    if isinstance(taken, int):
         database.pending_error = None
-        group.end(number, stored=True, leftover=group_commit.Leftover(taken.last, taken.close))
-        try:
-            _settle_now(database, group, compact=[model for model, *_ in taken.work])
-        except Exception as exc:
-            return flush_failed(database, exc, spool, raise_errors, taken.labels, log)
-        return taken.count
-    return 0
+        group.end(number, stored=True)
+    return taken
+
+
+def _write_batch(
+    database: SharedDatabase, spool: Any, group: GroupCommit, number: int, taken: _Batch,
+    raise_errors: bool, log: bool,
+) -> int | None:
+    """Write the batch read by _begin_batch without the lock (unless the caller holds it);
+    the rows journaled, or None when the lease moved on and the next batch claims it."""
+    unsettled = group_commit.Leftover(None, taken.close)
+    try:
+        work = taken.work
+        appended = reconnect.retry_if_dropped(spool, lambda: _append_held(database, spool, work))
+    except BaseException as exc:
+        return _failed(database, group, number, exc, raise_errors, taken.labels, log, unsettled)
+    if not appended:
+        # The lease moved on (or needs renewing): the next batch claims it under the lock.
+        group.claim_next = True
+        group.end(number, stored=False, leftover=unsettled)
+        _settle_now(database, group)
+        return None
+    database.pending_error = None
+    group.end(number, stored=True, leftover=group_commit.Leftover(taken.last, taken.close))
+    try:
+        _settle_now(database, group, compact=[model for model, *_ in taken.work])
+    except Exception as exc:
+        return flush_failed(database, exc, spool, raise_errors, taken.labels, log)
+    return taken.count
 
 
 def _failed(

@@ -62,6 +62,7 @@ def delete_stored(database: SharedDatabase | ClusterState, model: type[models.Mo
 
 
 _journal_sql: dict[tuple[str, bool], str] = {}
+_INSERTED = PersistentJournal._meta.get_field("inserted")
 
 
 def _journal_insert(
@@ -76,13 +77,11 @@ def _journal_insert(
     sql = _journal_sql.get(key)
     if sql is None:
         sql = _journal_sql[key] = _journal_insert_sql(spool, held is not None)
-    inserted = PersistentJournal._meta.get_field("inserted").get_db_prep_save(timezone.now(), spool)
+    inserted = _INSERTED.get_db_prep_save(timezone.now(), spool)
     params = [application, modelname, inserted, codec, blob, len(items), application, modelname]
     if held is not None:
         params += held
-    with spool.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount == 1
+    return _execute(spool, sql, params) == 1
 
 
 def _journal_insert_sql(spool: BaseDatabaseWrapper, held: bool) -> str:
@@ -119,9 +118,58 @@ def append_journal_plain(model: type[models.Model], items: list[dict[str, Any]],
         sql = _plain_sql[spool.vendor] = (
             f"INSERT INTO {quote(PersistentJournal._meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s, %s, %s)"
         )
-    inserted = PersistentJournal._meta.get_field("inserted").get_db_prep_save(timezone.now(), spool)
-    with spool.cursor() as cursor:
-        cursor.execute(sql, [application, modelname, inserted, codec, blob, len(items)])
+    inserted = _INSERTED.get_db_prep_save(timezone.now(), spool)
+    _execute(spool, sql, [application, modelname, inserted, codec, blob, len(items)], prepared=True)
+
+
+_qmark: dict[str, str] = {}
+# A psycopg prepare_threshold that no count of executions reaches: only prepare=True prepares.
+_PREPARE_EXPLICIT_ONLY = 1 << 62
+
+
+def _execute(spool: BaseDatabaseWrapper, sql: str, params: list[Any], prepared: bool = False) -> int:
+    """Run a journal append on ``spool``; the number of rows it inserted.
+
+    Django's cursor (a wrapper made per statement, the query rewritten for
+    SQLite) costs more Python than the rest of an append: the statement runs
+    on a DB-API cursor kept per connection, with Django's checks and error
+    translation. Where the statement must be seen (queries logged, execute
+    wrappers installed), it goes through Django's cursor. ``prepared``: on
+    psycopg 3, a statement of plain parameters (no type to infer) is prepared
+    once per session and sent with its parameters apart; only for the server
+    lock's own session (server_lease.py), which no pooler shares (its
+    advisory lock is the session's) and which prepares nothing else.
+    """
+    if spool.queries_logged or spool.execute_wrappers:
+        with spool.cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+    if spool.connection is None:
+        spool.ensure_connection()
+    spool.validate_no_broken_transaction()
+    raw = spool.connection
+    database_api = getattr(spool, "Database", None)  # the DB-API module of the backend
+    server_binding = getattr(database_api, "Cursor", None) if prepared and spool.vendor == "postgresql" else None
+    name = "_memdb_prepared_cursor" if server_binding is not None else "_memdb_journal_cursor"
+    kept = vars(spool).get(name)
+    if kept is None or kept[0] is not raw:
+        if server_binding is None:
+            cursor = raw.cursor()
+        else:
+            cursor = server_binding(raw)
+            if raw.prepare_threshold is None:  # Django's default: nothing is prepared
+                raw.prepare_threshold = _PREPARE_EXPLICIT_ONLY
+        kept = (raw, cursor)
+        vars(spool)[name] = kept
+    if spool.vendor == "sqlite":  # the DB-API cursor of sqlite3 takes "?"
+        sql = _qmark.get(sql) or _qmark.setdefault(sql, sql.replace("%s", "?"))
+    cursor = kept[1]
+    with spool.wrap_database_errors:
+        if server_binding is not None:
+            cursor.execute(sql, params, prepare=True)
+        else:
+            cursor.execute(sql, params)
+    return int(cursor.rowcount)
 
 
 def journal_watermark(using: str) -> int:
