@@ -74,11 +74,14 @@ class GroupCommit:
     """Who writes storage for a database of this process, and which batches are stored."""
 
     def __init__(self) -> None:
-        self._changed = threading.Condition()
+        self._changed = threading.Lock()
+        # Threads asleep until a batch ends: (ticket, a lock held until the wake-up).
+        self._sleepers: list[tuple[int, Any]] = []
         self._writer: int | None = None
         self._read = 0  # number of the last batch read
         self._stored = 0  # number of the last batch stored
         self._in_flight: tuple[int, int] | None = None  # (number, last seq) of the batch being written
+        self._highest_ticket = 0  # the highest ticket taken: threads may wait for that batch
         self._leftover: Leftover | None = None
         # The lease moved on under a write without the lock: the next batch claims it under the lock.
         self.claim_next = False
@@ -100,14 +103,29 @@ class GroupCommit:
                 return 0
             if self._in_flight is not None and last_change <= self._in_flight[1]:
                 return self._in_flight[0]
+            self._highest_ticket = max(self._highest_ticket, self._read + 1)
             return self._read + 1
 
     def wait(self, ticket: int) -> bool:
-        """Wait while another thread writes; True once the batch ``ticket`` (or a later one) is stored."""
+        """Wait while another thread writes; True once the batch ``ticket`` (or a later one) is stored.
+
+        False: nobody writes (become the writer), or this thread was woken to
+        become the next writer (``end``); either way, try ``begin`` and wait again.
+        """
         with self._changed:
-            while self._writer is not None and self._stored < ticket:
-                self._changed.wait()
+            if self._writer is None or self._stored >= ticket:
+                return self._stored >= ticket
+            woken = self._sleep(ticket)
+        woken.acquire()
+        with self._changed:
             return self._stored >= ticket
+
+    def _sleep(self, ticket: int) -> Any:
+        """Under ``_changed``: a lock that ``end`` releases when this thread is to wake up."""
+        woken = threading.Lock()
+        woken.acquire()
+        self._sleepers.append((ticket, woken))
+        return woken
 
     def begin(self, ticket: int) -> int | None:
         """Under the lock: become the writer of the next batch, and return its number.
@@ -136,13 +154,28 @@ class GroupCommit:
             self._read += 1
             return self._read
 
+    def awaited_after(self, number: int) -> bool:
+        """Whether threads wait for a batch after ``number``, which nobody reads yet
+        (the writer of ``number`` may write it at once: see spool._carry_on)."""
+        with self._changed:
+            return self._writer is None and self._read == number and self._highest_ticket > number
+
     def in_flight(self, number: int, last: int) -> None:
         """Under the lock: the writer releases it to write batch ``number``, records up to ``last``."""
         with self._changed:
             self._in_flight = (number, last)
 
     def end(self, number: int, stored: bool, leftover: Leftover | None = None) -> None:
-        """The writer is done with batch ``number``; the waiting threads wake up."""
+        """The writer is done with batch ``number``; the threads it concerns wake up.
+
+        Woken: the threads whose batch is stored, and one thread waiting for a
+        later batch, which becomes its writer (unless somebody else did first:
+        it waits again, and that writer's end wakes the next one). Waking only
+        those (rather than every waiting thread, most of which would sleep
+        again) spares the process switches between threads, which it pays for
+        in CPU and with the GIL. After a failed batch every thread wakes up and
+        retries.
+        """
         with self._changed:
             if stored:
                 self._stored = max(self._stored, number)
@@ -152,14 +185,25 @@ class GroupCommit:
                 self._leftover = leftover
             self._in_flight = None
             self._writer = None
-            self._changed.notify_all()
+            sleepers, done = self._sleepers, self._stored
+            woken = [lock for ticket, lock in sleepers if ticket <= done or not stored]
+            rest = [(ticket, lock) for ticket, lock in sleepers if ticket > done and stored]
+            if rest:
+                following = min(range(len(rest)), key=lambda index: rest[index][0])
+                woken.append(rest.pop(following)[1])
+            self._sleepers = rest
+        for lock in woken:
+            lock.release()
 
     def quiesce(self) -> None:
         """Under the lock: wait until no other thread writes (none can start until the lock is released)."""
         me = threading.get_ident()
-        with self._changed:
-            while self._writer is not None and self._writer != me:
-                self._changed.wait()
+        while True:
+            with self._changed:
+                if self._writer is None or self._writer == me:
+                    return
+                woken = self._sleep(0)  # ticket 0: woken at the end of every batch
+            woken.acquire()
 
     def take_leftover(self) -> Leftover | None:
         """Under the lock: what the last writer left to settle, now the caller's to settle."""

@@ -114,8 +114,40 @@ def _flush_committed(database: SharedDatabase, group: GroupCommit, raise_errors:
         assert number is not None
         written = _write_batch(database, spool, group, number, taken, raise_errors, log)
         if written is not None:
+            _carry_on(database, spool, group, number, log)
             return written
         taken = None
+
+
+# Batches a writer writes for other threads after its own (see _carry_on).
+CARRY_ON = 2
+
+
+def _carry_on(database: SharedDatabase, spool: Any, group: GroupCommit, number: int, log: bool) -> None:
+    """Its own batch stored, the writer writes the next one at once if threads wait for it.
+
+    Each thread that commits while a batch is written waits for the next one.
+    Woken, one of them would have to get the lock (and the GIL) from the
+    threads busy meanwhile before it reads that batch: the writer, running,
+    reads and writes it at once, up to CARRY_ON times. A failure of such a
+    batch is not this thread's: it is logged and kept, not raised, and its
+    waiting threads retry it themselves (group_commit.end wakes them).
+    """
+    if group_commit.holds(database.lock):
+        return  # the caller holds the lock: nobody else commits meanwhile
+    for _ in range(CARRY_ON):
+        if not group.awaited_after(number):
+            return
+        with database.lock:
+            following = group.begin_now()
+            if following is None:
+                return
+            taken = _begin_batch(database, spool, group, following, False, log)
+        if isinstance(taken, int):
+            return
+        if _write_batch(database, spool, group, following, taken, False, log) is None:
+            return  # the lease moved on: the waiting threads claim it
+        number = following
 
 
 def _begin_batch(
