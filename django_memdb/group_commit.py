@@ -70,6 +70,10 @@ class Leftover(NamedTuple):
     close: Callable[[], Any]
 
 
+# Seconds a waiting thread sleeps before it looks at the batches again by itself.
+RECHECK = 0.1
+
+
 class GroupCommit:
     """Who writes storage for a database of this process, and which batches are stored."""
 
@@ -116,7 +120,7 @@ class GroupCommit:
             if self._writer is None or self._stored >= ticket:
                 return self._stored >= ticket
             woken = self._sleep(ticket)
-        woken.acquire()
+        self._slept(woken)
         with self._changed:
             return self._stored >= ticket
 
@@ -126,6 +130,14 @@ class GroupCommit:
         woken.acquire()
         self._sleepers.append((ticket, woken))
         return woken
+
+    def _slept(self, woken: Any) -> None:
+        """Sleep until ``end`` wakes this thread, or RECHECK seconds passed: should a
+        thread woken to write the next batch leave without writing it (an exception
+        before ``begin``), the others look again by themselves."""
+        if not woken.acquire(timeout=RECHECK):
+            with self._changed:
+                self._sleepers = [(ticket, lock) for ticket, lock in self._sleepers if lock is not woken]
 
     def begin(self, ticket: int) -> int | None:
         """Under the lock: become the writer of the next batch, and return its number.
@@ -203,7 +215,7 @@ class GroupCommit:
                 if self._writer is None or self._writer == me:
                     return
                 woken = self._sleep(0)  # ticket 0: woken at the end of every batch
-            woken.acquire()
+            self._slept(woken)
 
     def take_leftover(self) -> Leftover | None:
         """Under the lock: what the last writer left to settle, now the caller's to settle."""

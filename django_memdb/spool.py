@@ -147,6 +147,8 @@ def _carry_on(database: SharedDatabase, spool: Any, group: GroupCommit, number: 
             return
         if _write_batch(database, spool, group, following, taken, False, log) is None:
             return  # the lease moved on: the waiting threads claim it
+        if database.pending_error is not None:
+            return  # it failed: the waiting threads retry it and report
         number = following
 
 
