@@ -177,7 +177,7 @@ class GroupCommit:
         with self._changed:
             self._in_flight = (number, last)
 
-    def end(self, number: int, stored: bool, leftover: Leftover | None = None) -> None:
+    def end(self, number: int, stored: bool, leftover: Leftover | None = None, wake_next: bool = True) -> None:
         """The writer is done with batch ``number``; the threads it concerns wake up.
 
         Woken: the threads whose batch is stored, and one thread waiting for a
@@ -186,7 +186,8 @@ class GroupCommit:
         those (rather than every waiting thread, most of which would sleep
         again) spares the process switches between threads, which it pays for
         in CPU and with the GIL. After a failed batch every thread wakes up and
-        retries.
+        retries. ``wake_next=False``: the writer may write the next batch
+        itself; it calls ``wake_next`` once it does not.
         """
         with self._changed:
             if stored:
@@ -200,12 +201,27 @@ class GroupCommit:
             sleepers, done = self._sleepers, self._stored
             woken = [lock for ticket, lock in sleepers if ticket <= done or not stored]
             rest = [(ticket, lock) for ticket, lock in sleepers if ticket > done and stored]
-            if rest:
-                following = min(range(len(rest)), key=lambda index: rest[index][0])
-                woken.append(rest.pop(following)[1])
+            if rest and wake_next:
+                woken.append(self._next_writer(rest))
             self._sleepers = rest
         for lock in woken:
             lock.release()
+
+    def wake_next(self) -> None:
+        """Wake a thread waiting for a batch nobody writes, to write it (see ``end``)."""
+        with self._changed:
+            rest = [(ticket, lock) for ticket, lock in self._sleepers if ticket > self._stored]
+            if self._writer is not None or not rest:
+                return
+            woken = self._next_writer(rest)
+            self._sleepers = [(ticket, lock) for ticket, lock in self._sleepers if lock is not woken]
+        woken.release()
+
+    @staticmethod
+    def _next_writer(rest: list[tuple[int, Any]]) -> Any:
+        """Take the thread with the lowest ticket out of ``rest``: its batch comes first."""
+        following = min(range(len(rest)), key=lambda index: rest[index][0])
+        return rest.pop(following)[1]
 
     def quiesce(self) -> None:
         """Under the lock: wait until no other thread writes (none can start until the lock is released)."""
