@@ -85,7 +85,6 @@ class GroupCommit:
         self._read = 0  # number of the last batch read
         self._stored = 0  # number of the last batch stored
         self._in_flight: tuple[int, int] | None = None  # (number, last seq) of the batch being written
-        self._highest_ticket = 0  # the highest ticket taken: threads may wait for that batch
         self._leftover: Leftover | None = None
         # The lease moved on under a write without the lock: the next batch claims it under the lock.
         self.claim_next = False
@@ -107,7 +106,6 @@ class GroupCommit:
                 return 0
             if self._in_flight is not None and last_change <= self._in_flight[1]:
                 return self._in_flight[0]
-            self._highest_ticket = max(self._highest_ticket, self._read + 1)
             return self._read + 1
 
     def wait(self, ticket: int) -> bool:
@@ -166,18 +164,12 @@ class GroupCommit:
             self._read += 1
             return self._read
 
-    def awaited_after(self, number: int) -> bool:
-        """Whether threads wait for a batch after ``number``, which nobody reads yet
-        (the writer of ``number`` may write it at once: see spool._carry_on)."""
-        with self._changed:
-            return self._writer is None and self._read == number and self._highest_ticket > number
-
     def in_flight(self, number: int, last: int) -> None:
         """Under the lock: the writer releases it to write batch ``number``, records up to ``last``."""
         with self._changed:
             self._in_flight = (number, last)
 
-    def end(self, number: int, stored: bool, leftover: Leftover | None = None, wake_next: bool = True) -> None:
+    def end(self, number: int, stored: bool, leftover: Leftover | None = None) -> None:
         """The writer is done with batch ``number``; the threads it concerns wake up.
 
         Woken: the threads whose batch is stored, and one thread waiting for a
@@ -186,8 +178,7 @@ class GroupCommit:
         those (rather than every waiting thread, most of which would sleep
         again) spares the process switches between threads, which it pays for
         in CPU and with the GIL. After a failed batch every thread wakes up and
-        retries. ``wake_next=False``: the writer may write the next batch
-        itself; it calls ``wake_next`` once it does not.
+        retries.
         """
         with self._changed:
             if stored:
@@ -201,21 +192,11 @@ class GroupCommit:
             sleepers, done = self._sleepers, self._stored
             woken = [lock for ticket, lock in sleepers if ticket <= done or not stored]
             rest = [(ticket, lock) for ticket, lock in sleepers if ticket > done and stored]
-            if rest and wake_next:
+            if rest:
                 woken.append(self._next_writer(rest))
             self._sleepers = rest
         for lock in woken:
             lock.release()
-
-    def wake_next(self) -> None:
-        """Wake a thread waiting for a batch nobody writes, to write it (see ``end``)."""
-        with self._changed:
-            rest = [(ticket, lock) for ticket, lock in self._sleepers if ticket > self._stored]
-            if self._writer is not None or not rest:
-                return
-            woken = self._next_writer(rest)
-            self._sleepers = [(ticket, lock) for ticket, lock in self._sleepers if lock is not woken]
-        woken.release()
 
     @staticmethod
     def _next_writer(rest: list[tuple[int, Any]]) -> Any:

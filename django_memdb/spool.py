@@ -112,49 +112,10 @@ def _flush_committed(database: SharedDatabase, group: GroupCommit, raise_errors:
         if isinstance(taken, int):
             return taken
         assert number is not None
-        written = _write_batch(database, spool, group, number, taken, raise_errors, log, wake_next=False)
+        written = _write_batch(database, spool, group, number, taken, raise_errors, log)
         if written is not None:
-            try:
-                _carry_on(database, spool, group, number, log)
-            finally:
-                group.wake_next()
             return written
         taken = None
-
-
-# Batches a writer writes for other threads after its own (see _carry_on).
-CARRY_ON = 2
-
-
-def _carry_on(database: SharedDatabase, spool: Any, group: GroupCommit, number: int, log: bool) -> None:
-    """Its own batch stored, the writer writes the next one at once if threads wait for it.
-
-    Each thread that commits while a batch is written waits for the next one.
-    Woken, one of them would have to get the lock (and the GIL) from the
-    threads busy meanwhile before it reads that batch: the writer, running,
-    reads and writes it at once, up to CARRY_ON times. A failure of such a
-    batch is not this thread's: it is logged and kept, not raised, and its
-    waiting threads retry it themselves (group_commit.end wakes them).
-    """
-    if group_commit.holds(database.lock):
-        return  # the caller holds the lock: nobody else commits meanwhile
-    if database.pending_error is not None:
-        return  # its own batch failed: the waiting threads retry it and report
-    for _ in range(CARRY_ON):
-        if not group.awaited_after(number):
-            return
-        with database.lock:
-            following = group.begin_now()
-            if following is None:
-                return
-            taken = _begin_batch(database, spool, group, following, False, log)
-        if isinstance(taken, int):
-            return
-        if _write_batch(database, spool, group, following, taken, False, log, wake_next=False) is None:
-            return  # the lease moved on: the waiting threads claim it
-        if database.pending_error is not None:
-            return  # it failed: the waiting threads retry it and report
-        number = following
 
 
 def _begin_batch(
@@ -174,14 +135,10 @@ def _begin_batch(
 
 def _write_batch(
     database: SharedDatabase, spool: Any, group: GroupCommit, number: int, taken: _Batch,
-    raise_errors: bool, log: bool, wake_next: bool = True,
+    raise_errors: bool, log: bool,
 ) -> int | None:
     """Write the batch read by _begin_batch without the lock (unless the caller holds it);
-    the rows journaled, or None when the lease moved on and the next batch claims it.
-
-    ``wake_next=False``: once it is stored, the next batch's threads are not woken to
-    write it: the caller writes it (_carry_on) or wakes one (GroupCommit.wake_next).
-    """
+    the rows journaled, or None when the lease moved on and the next batch claims it."""
     unsettled = group_commit.Leftover(None, taken.close)
     try:
         work = taken.work
@@ -195,12 +152,10 @@ def _write_batch(
         _settle_now(database, group)
         return None
     database.pending_error = None
-    group.end(number, stored=True, leftover=group_commit.Leftover(taken.last, taken.close), wake_next=wake_next)
+    group.end(number, stored=True, leftover=group_commit.Leftover(taken.last, taken.close))
     try:
         _settle_now(database, group, compact=[model for model, *_ in taken.work])
     except Exception as exc:
-        if not wake_next:
-            group.wake_next()  # the caller raises instead of writing the next batch
         return flush_failed(database, exc, spool, raise_errors, taken.labels, log)
     return taken.count
 

@@ -1,5 +1,5 @@
-"""Group commit, whose turn it is: the writer of a batch writes the next one for the
-threads waiting for it, and a failure of that batch is theirs, not its own."""
+"""Group commit, whose turn it is: the end of a batch wakes the threads it stored and
+one thread to write the next batch; the others sleep on until their batch is stored."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import DatabaseError
 
 from django_memdb import group_commit, lifecycle, spool
 from tests.models import Persistent
@@ -16,25 +15,22 @@ from tests.storage_view import assert_persisted
 from tests.test_group_commit import TIMEOUT, Threads, _in_memory, _until
 
 
-class RecordedWrites:
-    """Holds the first batch write until released; records who wrote each batch, and what.
+class HeldWrites:
+    """Holds each of the first ``held`` batch writes until released; records who wrote what."""
 
-    ``fail``: the numbers of the writes (1 for the first) that fail after the hold.
-    """
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: tuple[int, ...] = ()) -> None:
-        self.entered, self.release = threading.Event(), threading.Event()
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, held: int) -> None:
+        self.entered = [threading.Event() for _ in range(held)]
+        self.release = [threading.Event() for _ in range(held)]
         self.batches: list[tuple[str, list[str]]] = []
         real = spool._append_held
 
         def append(database: Any, spool_connection: Any, work: Any) -> bool:
             texts = sorted(item["fields"]["text"] for _, _, items, _ in work for item in items)
             self.batches.append((threading.current_thread().name, texts))
-            if len(self.batches) == 1:
-                self.entered.set()
-                assert self.release.wait(TIMEOUT)
-            if len(self.batches) in fail:
-                raise DatabaseError("the disk is full")
+            number = len(self.batches) - 1
+            if number < held:
+                self.entered[number].set()
+                assert self.release[number].wait(TIMEOUT)
             return real(database, spool_connection, work)
 
         monkeypatch.setattr(spool, "_append_held", append)
@@ -48,50 +44,67 @@ def database() -> Iterator[Any]:
     database.failed.clear()
 
 
-def _riders_wait(threads: Threads, count: int) -> None:
-    for number in range(count):
-        threads.create(f"rider {number}")
-    _until(lambda: _in_memory("rider") == count, "the riders' commits in memory")
-    group = group_commit.of(lifecycle.current_database())
-    _until(lambda: len(group._sleepers) == count, "the riders asleep")
-
-
 @pytest.mark.django_db(databases=["default", "django_memdb"], transaction=True)
-def test_the_writer_writes_the_batch_its_riders_wait_for(database: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    writes = RecordedWrites(monkeypatch)
+def test_a_stored_batch_wakes_one_waiting_thread_to_write_the_next(
+    database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = HeldWrites(monkeypatch, held=2)
+    group = group_commit.of(database)
     threads = Threads()
     threads.create("writer")
-    assert writes.entered.wait(TIMEOUT)
-    _riders_wait(threads, 4)
-    writes.release.set()
-    threads.join()
+    assert writes.entered[0].wait(TIMEOUT)
+    riders = [f"rider {number}" for number in range(4)]
+    for rider in riders:
+        threads.create(rider)
+    _until(lambda: _in_memory("rider") == 4, "the riders' commits in memory")
+    _until(lambda: len(group._sleepers) == 4, "the riders asleep")
 
+    writes.release[0].set()
+    assert writes.entered[1].wait(TIMEOUT)
+    # One rider was woken and writes the riders' batch; the three others sleep on.
+    _until(lambda: "writer" in threads.returned, "the writer's return")
+    assert writes.batches[1][0] in riders and writes.batches[1][1] == riders
+    assert len(group._sleepers) == 3
+    assert not set(threads.returned) & set(riders)
+
+    writes.release[1].set()
+    threads.join()
     assert threads.failed == {}
-    assert set(threads.returned) == {"writer", *(f"rider {number}" for number in range(4))}
-    # The writer is running already: it takes the riders' batch rather than wake one of them for it.
-    assert writes.batches == [("writer", ["writer"]), ("writer", [f"rider {number}" for number in range(4)])]
+    assert set(threads.returned) == {"writer", *riders}
+    assert len(writes.batches) == 2 and group._sleepers == []
     assert spool.pending_changes(database) == 0
     assert_persisted(Persistent)
 
 
 @pytest.mark.django_db(databases=["default", "django_memdb"], transaction=True)
-def test_a_failed_batch_written_for_others_is_retried_by_them_not_raised_to_its_writer(
+def test_a_thread_woken_to_write_that_does_not_leaves_the_others_to_look_again(
     database: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes = RecordedWrites(monkeypatch, fail=(2,))
+    # Should the woken thread leave without writing (an exception before it begins),
+    # the others find by themselves, after group_commit.RECHECK, that nobody writes.
+    writes = HeldWrites(monkeypatch, held=1)
+    group = group_commit.of(database)
+    real_begin = group.begin
+    refused: list[str] = []
+
+    def begin(ticket: int) -> int | None:
+        if not refused:
+            refused.append(threading.current_thread().name)
+            raise KeyboardInterrupt  # as a signal would, between the wake-up and the batch
+        return real_begin(ticket)
+
     threads = Threads()
     threads.create("writer")
-    assert writes.entered.wait(TIMEOUT)
-    _riders_wait(threads, 3)
-    writes.release.set()
+    assert writes.entered[0].wait(TIMEOUT)
+    riders = [f"rider {number}" for number in range(3)]
+    for rider in riders:
+        threads.create(rider)
+    _until(lambda: len(group._sleepers) == 3, "the riders asleep")
+    monkeypatch.setattr(group, "begin", begin)
+    writes.release[0].set()
     threads.join()
 
-    # The writer's own row was stored: it returns. The riders retry their batch themselves.
-    assert threads.failed == {}
-    assert set(threads.returned) == {"writer", *(f"rider {number}" for number in range(3))}
-    riders = [f"rider {number}" for number in range(3)]
-    assert writes.batches[:2] == [("writer", ["writer"]), ("writer", riders)]
-    assert writes.batches[2][0] in riders and writes.batches[2][1] == riders
-    assert database.pending_error is None
+    assert set(threads.failed) == set(refused) and len(refused) == 1
+    assert set(threads.returned) == {"writer", *riders} - set(refused)
     assert spool.pending_changes(database) == 0
     assert_persisted(Persistent)
