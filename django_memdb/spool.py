@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,8 +153,14 @@ def _write_batch(
         return None
     database.pending_error = None
     group.end(number, stored=True, leftover=group_commit.Leftover(taken.last, taken.close))
+    written = [model for model, *_ in taken.work]
+    if taken.light and not _compaction_wanted(database, written):
+        # Its change records are deleted by the next holder of the lock that settles
+        # (group_commit.py): the next batch's writer, or settled(). One hold of the
+        # lock less per batch, for a turn that holds nothing another process waits for.
+        return taken.count
     try:
-        _settle_now(database, group, compact=[model for model, *_ in taken.work])
+        _settle_now(database, group, compact=written)
     except Exception as exc:
         return flush_failed(database, exc, spool, raise_errors, taken.labels, log)
     return taken.count
@@ -238,10 +244,21 @@ class _Batch:
     last: int  # the highest seq of the change records read
     labels: str
     close: Callable[[], Any]  # ends the batch's turn to write storage (host mode: its file lock)
+    light: bool = False  # the turn holds nothing (no lock of the host): settling it may wait
 
     @property
     def count(self) -> int:
         return sum(len(items) for _, _, items, _ in self.work)
+
+
+def _compaction_wanted(database: SharedDatabase, models_written: list[type[models.Model]]) -> bool:
+    """Whether a table just journaled needs compaction (_settle_now decides again under the lock)."""
+    minimum, ratio = conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO
+    tables = database.tables
+    return any(
+        (state := tables.get(model)) is not None and storage.needs_compaction(state, minimum, ratio)
+        for model in models_written
+    )
 
 
 def _take(database: SharedDatabase, spool: Any, group: GroupCommit, number: int) -> _Batch | int:
@@ -257,7 +274,8 @@ def _take(database: SharedDatabase, spool: Any, group: GroupCommit, number: int)
     try:
         _settle(database, group)
         with ExitStack() as turn:
-            turn.enter_context(sharing.of(database).spooling(database))
+            spooling = sharing.of(database).spooling(database)
+            turn.enter_context(spooling)
             read = _read(database)
             if read is None:
                 return 0
@@ -268,7 +286,7 @@ def _take(database: SharedDatabase, spool: Any, group: GroupCommit, number: int)
             claim = group.claim_next
             if not claim and _holds_lease(database, spool, work):
                 group.in_flight(number, last)
-                return _Batch(work, last, labels, turn.pop_all().close)
+                return _Batch(work, last, labels, turn.pop_all().close, isinstance(spooling, nullcontext))
             group.claim_next = False
             with lease.undone_on_error(database):
                 reconnect.retry_if_dropped(spool, lambda: _store(database, spool, work, fast=not claim))
