@@ -148,28 +148,30 @@ def _execute(spool: BaseDatabaseWrapper, sql: str, params: list[Any], prepared: 
         spool.ensure_connection()
     spool.validate_no_broken_transaction()
     raw = spool.connection
-    database_api = getattr(spool, "Database", None)  # the DB-API module of the backend
-    server_binding = getattr(database_api, "Cursor", None) if prepared and spool.vendor == "postgresql" else None
-    name = "_memdb_prepared_cursor" if server_binding is not None else "_memdb_journal_cursor"
+    name = "_memdb_prepared_cursor" if prepared else "_memdb_journal_cursor"
     kept = vars(spool).get(name)
     if kept is None or kept[0] is not raw:
-        if server_binding is None:
-            cursor = raw.cursor()
-        else:
-            cursor = server_binding(raw)
-            if raw.prepare_threshold is None:  # Django's default: nothing is prepared
-                raw.prepare_threshold = _PREPARE_EXPLICIT_ONLY
-        kept = (raw, cursor)
-        vars(spool)[name] = kept
+        kept = vars(spool)[name] = (raw, *_journal_cursor(spool, raw, prepared))
+    _, cursor, server_binding = kept
     if spool.vendor == "sqlite":  # the DB-API cursor of sqlite3 takes "?"
         sql = _qmark.get(sql) or _qmark.setdefault(sql, sql.replace("%s", "?"))
-    cursor = kept[1]
     with spool.wrap_database_errors:
-        if server_binding is not None:
+        if server_binding:
             cursor.execute(sql, params, prepare=True)
         else:
             cursor.execute(sql, params)
     return int(cursor.rowcount)
+
+
+def _journal_cursor(spool: BaseDatabaseWrapper, raw: Any, prepared: bool) -> tuple[Any, bool]:
+    """(a DB-API cursor of ``raw``, whether it binds on the server and prepares)."""
+    database_api = getattr(spool, "Database", None)  # the DB-API module of the backend
+    server_binding = getattr(database_api, "Cursor", None) if prepared and spool.vendor == "postgresql" else None
+    if server_binding is None:
+        return raw.cursor(), False
+    if raw.prepare_threshold is None:  # Django's default: nothing is prepared
+        raw.prepare_threshold = _PREPARE_EXPLICIT_ONLY
+    return server_binding(raw), True
 
 
 def journal_watermark(using: str) -> int:
