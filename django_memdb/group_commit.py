@@ -50,8 +50,21 @@ Why it cannot deadlock (``database.lock`` is the in-memory lock):
    for the lock to settle, and what it leaves (the records to delete, the
    host's spooling lock) may be settled by any thread holding the lock: the
    next writer does so before it reads, ``quiesce`` callers right after. No
-   thread holding the lock waits for the thread that waits to settle.
+   thread holding the lock waits for the thread that waits to settle. (A
+   turn that holds nothing, mode ``process``, is not settled by its writer
+   at all: it is left to them.)
 4. Threads that do not hold the lock wait for the writer without it.
+
+Why no thread sleeps for a batch nobody writes: a thread sleeps (``wait``)
+only while a writer is there, and the writer's ``end`` wakes, besides the
+threads whose batch it stored, the sleeper with the lowest later ticket,
+which then becomes the writer, or finds one (and sleeps until that one's
+``end``), or finds its batch stored. A failed batch wakes every sleeper.
+Should a woken thread leave without doing either (an exception between the
+wake-up and ``begin``), the others look again by themselves after RECHECK
+seconds. Waking only these, not every sleeper (most of which would sleep
+again), spares switches between threads, which the process pays for in CPU
+and with the GIL.
 """
 
 from __future__ import annotations
@@ -170,16 +183,9 @@ class GroupCommit:
             self._in_flight = (number, last)
 
     def end(self, number: int, stored: bool, leftover: Leftover | None = None) -> None:
-        """The writer is done with batch ``number``; the threads it concerns wake up.
-
-        Woken: the threads whose batch is stored, and one thread waiting for a
-        later batch, which becomes its writer (unless somebody else did first:
-        it waits again, and that writer's end wakes the next one). Waking only
-        those (rather than every waiting thread, most of which would sleep
-        again) spares the process switches between threads, which it pays for
-        in CPU and with the GIL. After a failed batch every thread wakes up and
-        retries.
-        """
+        """The writer is done with batch ``number``; the threads it concerns wake up:
+        those whose batch is stored, and the one to write the next batch (see the
+        module's docstring); after a failed batch, every sleeper (they retry)."""
         with self._changed:
             if stored:
                 self._stored = max(self._stored, number)
