@@ -13,13 +13,13 @@ import threading
 
 import pytest
 
-from tests.cluster_bounds_app.models import BOUND
 from tests.processes import KILLED, Scratch
 from tests.servers import Worker
 
 pytestmark = [pytest.mark.processes, pytest.mark.cluster]
 
 SETTINGS = "tests.settings_cluster_bounds"
+BOUND = 10  # Slot's memdb_max_rows (its module is not imported here: its app is not installed in this process)
 SLOT = {"MEMDB_TEST_WORKER_MODEL": "cluster_bounds_app.Slot"}
 TABLES = ("cluster_bounds_app_slot", "django_memdb_changes", "django_memdb_cluster")
 
