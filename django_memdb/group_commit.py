@@ -177,6 +177,18 @@ class GroupCommit:
             self._read += 1
             return self._read
 
+    def begin_turn(self) -> None:
+        """Under the lock, with no writer (after ``quiesce``): become the writer without a batch.
+
+        For a write to storage that is not a batch (an online compaction, compaction.py):
+        commits made meanwhile wait for it like for a batch, and are stored by the
+        next one. It ends with ``end(0, stored=False, leftover)``.
+        """
+        with self._changed:
+            if self._writer is not None:
+                raise RuntimeError("django_memdb: a turn to write storage was taken while a batch is written")
+            self._writer = threading.get_ident()
+
     def in_flight(self, number: int, last: int) -> None:
         """Under the lock: the writer releases it to write batch ``number``, records up to ``last``."""
         with self._changed:

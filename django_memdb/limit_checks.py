@@ -109,12 +109,13 @@ def check_expiry_and_bounds(app_configs: Any = None, **kwargs: Any) -> list[Any]
         if not declared:
             continue
         mode = modes.current()
-        if not mode.enforces_row_bounds:
+        refusal = mode.row_bounds_refusal(model)
+        if refusal:
             errors.append(
                 Error(
-                    f"{label} declares memdb_max_rows, which MEMDB_MODE '{mode.name}' does not enforce.",
-                    hint="Use MEMDB_MODE 'host' or 'process' for bounded tables, or drop memdb_max_rows "
-                    "(memdb_expiry works in every mode).",
+                    f"{label} declares memdb_max_rows, which MEMDB_MODE '{mode.name}' does not enforce: {refusal}.",
+                    hint="Use MEMDB_MODE 'host' or 'process' for this bounded table, cluster mode on PostgreSQL "
+                    "with memdb_eviction = 'oldest', or drop memdb_max_rows (memdb_expiry works in every mode).",
                     obj=model,
                     id="django_memdb.E016",
                 )

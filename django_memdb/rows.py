@@ -261,6 +261,16 @@ def encode_items(items: Iterable[Any], chunk_size: int = 10_000) -> bytes:
     return bytes(out)
 
 
+def encode_item(item: dict[str, Any]) -> str:
+    """One item's line of the stored list (a str: not tracked by the garbage collector)."""
+    return _encode_json(item)
+
+
+def join_encoded(lines: Iterable[str]) -> bytes:
+    """The stored list of items encoded one by one with ``encode_item``, as encode_items writes it."""
+    return b"[\n" + ",\n".join(lines).encode("utf-8") + b"\n]"
+
+
 def iter_chunked_items(chunks: Iterable[bytes]) -> Iterator[Any]:
     """Items of a stored JSON list that arrives in pieces (a snapshot read in ranges)."""
     pieces = iter(chunks)

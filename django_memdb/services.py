@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
-from . import modes
+from . import compaction, modes
 from .backend import shared
 from .conf import DURABILITY_INTERVAL, conf
 from .exceptions import PersistenceError
@@ -40,6 +40,8 @@ def _interval_loop(database: Any) -> None:
 # How long the exit flush waits for an unreachable storage database to come back.
 EXIT_RETRY_SECONDS = 5.0
 EXIT_RETRY_PAUSE = 0.5
+# How long the exit waits for a compaction writing its snapshot (one between two slices stops at once).
+COMPACTION_EXIT_SECONDS = 30.0
 
 
 def _flush_at_exit(database: Any) -> None:
@@ -63,6 +65,7 @@ def _flush_at_exit(database: Any) -> None:
 
 def _at_exit() -> None:
     _stop.set()
+    compaction.stop(COMPACTION_EXIT_SECONDS)
     database = modes.started_database()
     if database is None:
         return

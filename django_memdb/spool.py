@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
-from . import group_commit, lease, reconnect, registry, rows, server_lease, sharing, storage
+from . import compaction, group_commit, lease, reconnect, registry, rows, server_lease, sharing, storage
 from .backend import hooks
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
@@ -110,6 +110,9 @@ def _flush_committed(database: SharedDatabase, group: GroupCommit, raise_errors:
                     continue
                 taken = _begin_batch(database, spool, group, number, raise_errors, log)
         if isinstance(taken, int):
+            if isinstance(taken, _Stored):
+                # Stored under the lock; compaction (in _take before 1.2) starts after it.
+                _settle_now(database, group, compact=list(database.tables))
             return taken
         assert number is not None
         written = _write_batch(database, spool, group, number, taken, raise_errors, log)
@@ -130,7 +133,12 @@ def _begin_batch(
     if isinstance(taken, int):
         database.pending_error = None
         group.end(number, stored=True)
+        return _Stored(taken)
     return taken
+
+
+class _Stored(int):
+    """The rows journaled by a batch stored whole under the lock (compaction may follow)."""
 
 
 def _write_batch(
@@ -154,7 +162,7 @@ def _write_batch(
     database.pending_error = None
     group.end(number, stored=True, leftover=group_commit.Leftover(taken.last, taken.close))
     written = [model for model, *_ in taken.work]
-    if taken.light and not _compaction_wanted(database, written):
+    if taken.light and not compaction.due(database, written):
         # Its change records are deleted by the next holder of the lock that settles
         # (group_commit.py): the next batch's writer, or settled(). One hold of the
         # lock less per batch, for a turn that holds nothing another process waits for.
@@ -251,24 +259,14 @@ class _Batch:
         return sum(len(items) for _, _, items, _ in self.work)
 
 
-def _compaction_wanted(database: SharedDatabase, models_written: list[type[models.Model]]) -> bool:
-    """Whether a table just journaled needs compaction (_settle_now decides again under the lock)."""
-    minimum, ratio = conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO
-    tables = database.tables
-    return any(
-        (state := tables.get(model)) is not None and storage.needs_compaction(state, minimum, ratio)
-        for model in models_written
-    )
-
-
 def _take(database: SharedDatabase, spool: Any, group: GroupCommit, number: int) -> _Batch | int:
     """As the writer of batch ``number``, under the lock: read what is pending.
 
     Returns the batch for the fast path (a lease this process holds, every
     table with a snapshot), which the caller writes without the lock. The
     rarer paths (claiming or renewing the lease, a first snapshot, a table
-    emptied, compaction) are taken whole under the lock, as is an empty
-    batch; they return the number of rows journaled.
+    emptied) are taken whole under the lock, as is an empty batch; they
+    return the number of rows journaled (the caller then starts compactions).
     """
     database.flushing = True
     try:
@@ -291,7 +289,6 @@ def _take(database: SharedDatabase, spool: Any, group: GroupCommit, number: int)
             with lease.undone_on_error(database):
                 reconnect.retry_if_dropped(spool, lambda: _store(database, spool, work, fast=not claim))
                 database.connection.execute(f"DELETE FROM {CHANGES} WHERE seq <= ?", (last,))
-                _compact_due(database, spool, [model for model, *_ in work])
             return sum(len(items) for _, _, items, _ in work)
     finally:
         database.flushing = False
@@ -357,15 +354,6 @@ def _store(database: SharedDatabase, spool: Any, work: list[Any], fast: bool = T
                 storage.write_snapshot(database, model, codec, spool.alias)
 
 
-def _compact_due(database: SharedDatabase, spool: Any, models_written: list[type[models.Model]]) -> None:
-    """Under the lock and the turn to write storage: compact the tables whose journal grew too long."""
-    minimum, ratio = conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO
-    for model in models_written:
-        state = database.tables.get(model)
-        if state and storage.needs_compaction(state, minimum, ratio):
-            _compact(database, model, spool)
-
-
 def _settle(database: SharedDatabase, group: GroupCommit) -> None:
     """Under the lock: delete the change records the last batch stored, and end its turn."""
     left = group.take_leftover()
@@ -380,22 +368,24 @@ def _settle(database: SharedDatabase, group: GroupCommit) -> None:
 
 def _settle_now(database: SharedDatabase, group: GroupCommit, compact: list[Any] | None = None) -> None:
     """After a batch written without the lock: settle it (unless a holder of the lock did),
-    then compact the tables that need it, under the lock and as the only writer."""
+    then compact the tables that need it (compaction.py: a large one in a thread of its own)."""
     with database.lock:
         _settle(database, group)
-        minimum, ratio = conf.MEMDB_COMPACT_MIN_ROWS, conf.MEMDB_COMPACT_RATIO
-        due = [
-            model for model in compact or ()
-            if (state := database.tables.get(model)) and storage.needs_compaction(state, minimum, ratio)
-        ]
-        if not due:
-            return
+        due = compaction.due(database, compact or [])
+    if due:
+        compaction.start(database, due, settled, lambda small: _compact_now(database, small))
+
+
+def _compact_now(database: SharedDatabase, models_due: list[Any]) -> None:
+    """Under the lock and as the only writer: each table stored whole, its journal dropped."""
+    with database.lock:
         settled(database)
         database.flushing = True
         try:
             spool = connections[conf.MEMDB_SPOOL_DATABASE]
             with sharing.of(database).spooling(database), lease.undone_on_error(database):
-                _compact_due(database, spool, due)
+                for model in models_due:
+                    compaction.compact_locked(database, model, spool)
         finally:
             database.flushing = False
 
@@ -476,13 +466,6 @@ def _append_held(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
     return True
 
 
-def _compact(database: SharedDatabase, model: type[models.Model], spool: Any) -> None:
-    codec = rows.codec_for(model, connections[conf.MEMDB_NAME])
-    with transaction.atomic(using=spool.alias):
-        lease.claim(database, spool.alias)
-        storage.store_whole(database, model, codec, spool.alias)
-
-
 def compact(database: SharedDatabase, model: type[models.Model] | None = None) -> None:
     """Flush, then rewrite the snapshot of ``model`` (or of every persistent table)."""
     spool = connections[conf.MEMDB_SPOOL_DATABASE]
@@ -496,7 +479,7 @@ def compact(database: SharedDatabase, model: type[models.Model] | None = None) -
         with sharing.of(database).spooling(database), lease.undone_on_error(database):
             for each in [model] if model else registry.persistent_models():
                 if each not in database.failed:
-                    _compact(database, each, spool)
+                    compaction.compact_locked(database, each, spool)
 
 
 def pending_changes(database: SharedDatabase) -> int:

@@ -26,7 +26,9 @@ from typing import Any
 import django
 
 MEMORY = "django_memdb"
-POINTS = ("commit", "journal", "journal-committed", "first-snapshot", "compaction")
+POINTS = (
+    "commit", "journal", "journal-committed", "first-snapshot", "compaction", "online-slices", "online-write",
+)
 
 
 def emit(key: str, value: Any = None) -> None:
@@ -534,6 +536,87 @@ def action_crash(options: argparse.Namespace) -> None:
 
 
 # Crash injection
+
+
+def action_compact_online(options: argparse.Namespace) -> None:
+    """A table large enough to be compacted in a thread, changed between the slices that thread reads.
+
+    The changes run at the compaction thread's pauses, so they fall between two
+    slices: rows already read and rows not yet read are updated and deleted, a
+    read row is deleted and inserted again with its key, new rows are added.
+    ``--kill-at online-slices`` dies at the pause after the changes, before
+    the snapshot is written; ``online-write`` once it is written, before its
+    transaction commits. Either reports the rows expected first. ``--tag
+    empty``: the table is emptied at the first pause instead.
+    """
+    from django.conf import settings
+    from django.db import transaction
+
+    from django_memdb import compaction, pacing, storage
+    from tests.models import Persistent
+
+    rows = 20_000
+    Persistent.objects.bulk_create([Persistent(text=f"row {n}") for n in range(1, rows + 1)])
+    first = Persistent.objects.order_by("pk").first()
+    assert first is not None
+    base = first.pk - 1  # the keys are base + 1 .. base + rows
+    changes = iter([
+        lambda: Persistent.objects.filter(pk=base + 1).update(text="read, then updated"),
+        lambda: Persistent.objects.filter(pk=base + rows).update(text="updated before it was read"),
+        lambda: Persistent.objects.filter(pk=base + 2).delete(),
+        lambda: Persistent.objects.filter(pk__in=[base + rows - 1, base + rows - 2]).delete(),
+        lambda: _moved(Persistent, base + 3),
+        lambda: Persistent.objects.create(text="added while compacting"),
+        lambda: Persistent.objects.filter(pk=base + rows // 2).update(text="updated in the middle"),
+    ])
+    if options.tag == "empty":
+        changes = iter([lambda: Persistent.objects.all().delete()])
+    done: list[int] = []
+    pause_after = pacing.pause_after
+
+    def pause(seconds: float) -> None:
+        change = next(changes, None)
+        if change is not None:
+            change()
+            done.append(1)
+        elif options.kill_at == "online-slices":
+            expected()
+            die("online-slices")
+        pause_after(seconds)
+
+    compaction.pacing.pause_after = pause  # type: ignore[attr-defined]
+    if options.kill_at == "online-write":
+        write = compaction._write
+
+        def written(database: Any, model: Any, spool: Any, *args: Any) -> bool:
+            with transaction.atomic(using=spool.alias):
+                result = write(database, model, spool, *args)
+                expected()
+                die("online-write", model=model.__name__, written=result)
+            return result
+
+        compaction._write = written
+    # Any journal entry now makes the table due; it is too large to be compacted under the lock.
+    settings.MEMDB_COMPACT_MIN_ROWS = 0
+    settings.MEMDB_COMPACT_RATIO = 0.0
+    assert rows > compaction.SMALL_TABLE
+    Persistent.objects.filter(pk=base + rows // 3).update(text="journaled, then compacted")
+    assert compaction.wait_idle(120), "the compaction did not end"
+    emit("changes", len(done))
+    emit("state", vars(storage.table_state(_database(), Persistent)))
+    expected()
+
+
+def _moved(model: Any, pk: int) -> None:
+    """A row deleted and inserted again with the same key: it may move in rowid order."""
+    model.objects.filter(pk=pk).delete()
+    model.objects.create(pk=pk, text="deleted, then inserted again")
+
+
+def _database() -> Any:
+    from django_memdb import lifecycle
+
+    return lifecycle.current_database()
 
 
 def die(point: str, **details: Any) -> None:

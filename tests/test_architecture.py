@@ -49,7 +49,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "django_memdb.rows", "django_memdb.processors", "django_memdb.decode_errors", "django_memdb.sharing",
             "django_memdb.storage", "django_memdb.server_lease", "django_memdb.lease",
-            "django_memdb.group_commit", "django_memdb.spool",
+            "django_memdb.group_commit", "django_memdb.compaction", "django_memdb.spool",
             "django_memdb.restore",
             "django_memdb.cluster.spool", "django_memdb.cluster.lifecycle",
         ],

@@ -1,7 +1,8 @@
 """A long-lived process of the test project that obeys commands on stdin.
 
 ``write <text>`` creates a Persistent (or $MEMDB_TEST_WORKER_MODEL) row, ``create <json>`` one with
-these fields, ``count`` counts them, ``raw-count`` too but in SQL (no router, so no purge of expired
+these fields, ``writes <n> <prefix>`` n rows one by one, ``bulk <n> <prefix>`` n rows in one
+INSERT, ``count`` counts them, ``raw-count`` too but in SQL (no router, so no purge of expired
 rows), ``texts`` lists them, ``spool`` runs ``memdb_spool``, ``cache ["alias", "method", args...]``
 calls a method of a cache; each answers one ``@ok <json>`` or ``@error <message>`` line.
 ``name-new <name>``, ``name-get <pk>`` and ``name-set <pk> <name>`` act on a model with the identity
@@ -37,6 +38,13 @@ def main() -> None:
         try:
             if command == "write":
                 value: object = Persistent.objects.create(text=argument).pk
+            elif command == "writes":  # writes <n> <prefix>: n creates, one statement each
+                number, _, prefix = argument.partition(" ")
+                value = [Persistent.objects.create(text=f"{prefix} {i}").pk for i in range(int(number))]
+            elif command == "bulk":  # bulk <n> <prefix>: n rows in one INSERT
+                number, _, prefix = argument.partition(" ")
+                Persistent.objects.bulk_create([Persistent(text=f"{prefix} {i}") for i in range(int(number))])
+                value = None
             elif command == "create":
                 value = Persistent.objects.create(**json.loads(argument)).pk
             elif command == "raw-count":

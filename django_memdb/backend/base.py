@@ -200,8 +200,11 @@ class DatabaseWrapper(CommitHooks, sqlite3_base.DatabaseWrapper):  # type: ignor
             due = committed and database.dirty and not database.connection.in_transaction
             if due and hooked:
                 # Its on_commit hook flushes even if another thread's flush took the
-                # changes meanwhile: it returns once they are stored.
+                # changes meanwhile: it returns once they are stored. Not left dirty:
+                # a thread that only reads must not take this commit's flush (nor a
+                # compaction it starts) on its way out of a statement.
                 self.memdb_flush_due = True
+                database.dirty = False
             elif due:
                 database.dirty = False  # this thread flushes them, below
             database.lock.release()

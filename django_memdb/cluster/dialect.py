@@ -82,6 +82,13 @@ class Dialect:
         """Statements that start key sequences after the loaded rows (none: AUTO_INCREMENT follows)."""
         return []
 
+    def bound_function(self) -> str | None:
+        """The function the bound triggers call (None: no bounds on this server, check E016)."""
+        return None
+
+    def bound_triggers(self, model: type[models.Model], bound: int) -> list[str]:
+        raise NotImplementedError
+
 
 def _literal(text: str) -> str:
     return "'{}'".format(text.replace("'", "''"))
@@ -169,6 +176,41 @@ class PostgreSQL(Dialect):
             f"FOR EACH ROW EXECUTE FUNCTION django_memdb_capture({pk})",
             f"CREATE TRIGGER {statement} AFTER TRUNCATE ON {table} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION django_memdb_capture({pk})",
+        ]
+
+
+    def bound_function(self) -> str:
+        """Evicts the oldest rows (primary key order) down to the bound, after each inserting statement.
+
+        The transaction-level advisory lock makes the inserters of a table take
+        turns from their count until their commit: under READ COMMITTED each
+        statement of the function sees what the previous holder committed, so
+        no committed transaction leaves more rows than the bound. Its DELETE
+        fires the capture trigger: a persistent table journals the eviction.
+        """
+        return (
+            "CREATE OR REPLACE FUNCTION django_memdb_bound() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "DECLARE excess bigint; "
+            "BEGIN "
+            "IF current_setting('django_memdb.restoring', true) = 'on' THEN RETURN NULL; END IF; "
+            "PERFORM pg_advisory_xact_lock(hashtext('django_memdb_bound ' || TG_TABLE_NAME)); "
+            "EXECUTE format('SELECT count(*) - %s FROM %I.%I', TG_ARGV[1], TG_TABLE_SCHEMA, TG_TABLE_NAME) "
+            "INTO excess; "
+            "IF excess > 0 THEN "
+            "EXECUTE format('DELETE FROM %I.%I WHERE %I IN (SELECT %I FROM %I.%I ORDER BY %I LIMIT %s)', "
+            "TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME, "
+            "TG_ARGV[0], excess); "
+            "END IF; "
+            "RETURN NULL; END $$"
+        )
+
+    def bound_triggers(self, model: type[models.Model], bound: int) -> list[str]:
+        table = self.quote(model._meta.db_table)
+        trigger = self.quote("django_memdb_bound")
+        return [
+            f"DROP TRIGGER IF EXISTS {trigger} ON {table}",
+            f"CREATE TRIGGER {trigger} AFTER INSERT ON {table} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION django_memdb_bound({_literal(model._meta.pk.column)}, {int(bound)})",
         ]
 
 

@@ -12,7 +12,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from .. import registry, restore, storage
+from .. import bounds, registry, restore, storage
 from ..conf import conf
 from ..models import PersistentJournal, PersistentStorage
 from . import dialect, spool
@@ -36,7 +36,25 @@ def fingerprint(wrapper: Any) -> str:
     statements += [wrapper.memdb_dialect.change_table(), wrapper.memdb_dialect.marker_table()]
     for model in registry.persistent_models():
         statements += wrapper.memdb_dialect.triggers(model)
+    # A changed bound rebuilds the tables, as a changed schema does.
+    statements += _bound_statements(wrapper.memdb_dialect)
     return hashlib.sha256("\n".join(statements).encode()).hexdigest()
+
+
+def _bounded(sql: dialect.Dialect) -> list[tuple[type[models.Model], int]]:
+    """The tables with a memdb_max_rows, if the server keeps bounds (else check E016 refused them)."""
+    if sql.bound_function() is None:
+        return []
+    found = []
+    for model in bounds.bounded_models():
+        bound = bounds.max_rows(model)
+        if bound is not None and bounds.eviction(model) == bounds.OLDEST:
+            found.append((model, bound))
+    return found
+
+
+def _bound_statements(sql: dialect.Dialect) -> list[str]:
+    return [statement for model, bound in _bounded(sql) for statement in sql.bound_triggers(model, bound)]
 
 
 def read_marker(wrapper: Any) -> str | None:
@@ -110,6 +128,8 @@ def _rebuild(wrapper: Any, database: ClusterState) -> None:
         cursor.execute(sql.marker_table())
         if sql.vendor == "postgresql":
             cursor.execute(sql.capture_function())
+        if _bounded(sql):
+            cursor.execute(sql.bound_function())
     database.failed.clear()
     restore_all(wrapper, database)
     with wrapper.cursor() as cursor:
@@ -117,6 +137,9 @@ def _rebuild(wrapper: Any, database: ClusterState) -> None:
             if model not in database.failed:
                 for statement in sql.triggers(model):
                     cursor.execute(statement)
+        # After the restore, which loaded the rows the evictions had left.
+        for statement in _bound_statements(sql):
+            cursor.execute(statement)
         cursor.execute(
             f"INSERT INTO {quote(dialect.MARKER)} (fingerprint, started) VALUES (%s, %s)",
             [database.fingerprint, wrapper.ops.adapt_datetimefield_value(timezone.now())],

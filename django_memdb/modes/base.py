@@ -25,12 +25,15 @@ class Mode(PlainOpening, ABC):
 
     name: str = ""
     # Whether memdb_max_rows (bounds.py) is enforced: SQLite triggers.
-    enforces_row_bounds = True
     # Whether other processes commit to the same SQLite database (caches of it must check).
     shared_by_processes = False
     # Whether the spool lease is the server's advisory lock when storage is on
     # PostgreSQL or MariaDB (server_lease.py): one writing process, alone.
     server_lease = False
+
+    def row_bounds_refusal(self, model: type[models.Model]) -> str | None:
+        """Why this mode cannot keep ``model``'s memdb_max_rows (check E016); None if it can."""
+        return None
 
     # The database of this process.
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.checks import CheckMessage
 from django.db import connections, models
 
-from .. import identity
+from .. import bounds, identity
 from ..cluster import checks, engines, state
 from ..cluster import lifecycle as tables
 from ..cluster import spool as cluster_spool
@@ -23,7 +23,20 @@ from .base import Mode
 class ClusterMode(Mode):
     name = "cluster"
     tables_on_server = True
-    enforces_row_bounds = False  # no eviction triggers on the server (check E016)
+
+    def row_bounds_refusal(self, model: type[models.Model]) -> str | None:
+        """On PostgreSQL a trigger of the server's table evicts the oldest rows (cluster/dialect.py)."""
+        if connections[conf.MEMDB_NAME].vendor != "postgresql":
+            return (
+                "cluster mode keeps it on PostgreSQL only (on MariaDB/MySQL a trigger may not "
+                "delete from the table that fired it)"
+            )
+        if bounds.eviction(model) != bounds.OLDEST:
+            return (
+                f"cluster mode evicts only memdb_eviction = '{bounds.OLDEST}' (the use order of "
+                f"'{bounds.LRU}' is known per process, and the table is shared by every host)"
+            )
+        return None
 
     def wrapper(self, settings_dict: dict[str, Any], alias: str) -> Any | None:
         return engines.wrapper_for(settings_dict, alias)
