@@ -27,6 +27,7 @@ from django.db import connections
 from ..backend.shared import SharedDatabase
 from ..conf import conf
 from .read_copy import ReadCopy
+from .wal_header import WalHeader
 
 STATE = "django_memdb_cache_state"
 
@@ -141,6 +142,8 @@ class SQLiteStore:
                 conn.execute(statement)
             conn.execute(self._state_sql, self._params_state)
             self.seq, self.entries = conn.execute(self._seq, (self.cache,)).fetchone()
+            if self.copy.shared_by_processes and self.copy.header is None:
+                self.copy.header = WalHeader.open(conn)
 
     def ensure(self) -> None:
         """Set up again what a rolled-back transaction took away (see ``setup``)."""
@@ -317,6 +320,12 @@ class SQLiteStore:
             wrapper: Any = connections[conf.MEMDB_NAME]  # the engine's (backend/base.py)
             wrapper.ensure_connection()
             wrapper.memdb_schedule_flush()
+
+    def close(self) -> None:
+        """Let go of what the store holds beside the connection (in a forked child: one thread)."""
+        header, self.copy.header = self.copy.header, None
+        if header is not None:
+            header.close()
 
     def count(self) -> int:
         with self.lock:
