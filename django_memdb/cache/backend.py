@@ -186,10 +186,11 @@ class MemDBCache(BaseCache):
 
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         full = self._key(key, version)
-        data, kind = self._encode(value)
+        data, kind = codec.encode(value, self.pickle_protocol)
         store = self._entries(write=True)
         store.set(full, data, kind, self.get_backend_timeout(timeout))
-        self._written(store)
+        if self.persistent:
+            store.written()
 
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         full = self._key(key, version)
