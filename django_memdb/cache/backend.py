@@ -95,7 +95,7 @@ class MemDBCache(BaseCache):
         # character, a lookup does not. Only keys BaseCache.validate_key cannot warn about.
         self._made: dict[str, str] = {}
         self._remember_keys = type(self).validate_key is BaseCache.validate_key
-        self._made_bound = max(1000, self._max_entries)
+        self._made_bound = min(max(1000, self._max_entries), 100_000)
 
     # Where the entries are
 
