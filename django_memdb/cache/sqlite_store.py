@@ -10,7 +10,8 @@ on every read, so an expired value is never returned.
 
 Bookkeeping stays inside the database, so that in ``host`` mode every process
 of the host agrees on it: a state row per cache counts the entries and hands
-out recency stamps, and triggers keep the count and evict the least recently
+out recency stamps (in ``process`` mode, where only this process inserts, the
+store passes them itself), and triggers keep the count and evict the least recently
 used entries when an insert takes the cache past its bound (expired entries
 first), in the transaction of that insert.
 """
