@@ -175,6 +175,31 @@ def plot(rows: dict[str, dict[str, float]], path: str, rounds: int, values: int)
     figure.savefig(path, dpi=110)
 
 
+RATIOS = [
+    # (MemDBCache mode, compared with, what to read)
+    ("MemDBCache, process mode", "LocMemCache", "times LocMemCache's time"),
+    ("MemDBCache, host mode", "PyMemcacheCache", "times faster than PyMemcacheCache"),
+    ("MemDBCache, host mode", "django-redis", "times faster than django-redis"),
+]
+
+
+def _print_ratios(rows: dict[str, dict[str, float]]) -> None:
+    """Absolute µs depend on the machine and its load: ratios within one run travel better."""
+    lines = []
+    for name, other, reading in RATIOS:
+        if name in rows and other in rows:
+            if other == "LocMemCache":
+                ratios = {op: rows[name][op] / rows[other][op] for op in rows[name]}
+            else:
+                ratios = {op: rows[other][op] / rows[name][op] for op in rows[name]}
+            cells = ", ".join(f"{op} {ratio:.1f}" for op, ratio in ratios.items())
+            lines.append(f"{name}: {cells} ({reading})")
+    if lines:
+        print("\nRatios in this run:")
+        for line in lines:
+            print("  " + line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -204,6 +229,7 @@ def main() -> None:
         rows[name] = _run_child([name, "--rounds", str(args.rounds), "--values", str(args.values)])
         row = rows[name]
         print(f"{name:<36} {row['set']:>9.1f} {row['get hit']:>9.1f} {row['get miss']:>9.1f}", flush=True)
+    _print_ratios(rows)
     print("\nEviction, MAX_ENTRIES=1000, 200,000 reads of 20,000 keys (Zipf s=1), read-through:")
     for name in ("MemDBCache, process mode", "LocMemCache"):
         rate = _run_child([name, "--hit-rate"])

@@ -7,14 +7,17 @@ import json
 import pickle
 import random
 import signal
+import sqlite3
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.cache import caches
+from django.core.cache.backends.base import CacheKeyWarning, InvalidCacheKey
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
@@ -22,6 +25,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 from django_memdb.cache import MemDBCache, codec
 from django_memdb.cache.models import CacheEntry
+from django_memdb.cache.read_copy import ReadCopy
+from django_memdb.cache.wal_header import WalHeader
 from tests.processes import KILLED, Scratch
 from tests.servers import Server, Worker
 
@@ -218,6 +223,60 @@ def test_read_entries_outlive_entries_only_written() -> None:
                 hits += 1
         rates.append(hits / len(stream))
     assert rates[0] >= rates[1], rates
+
+
+@memdb
+def test_keys_are_validated_at_every_use_until_found_valid() -> None:
+    cache = _cache("keys")
+    for _ in range(3):  # a key memcached would refuse warns each time, not only the first
+        with pytest.warns(CacheKeyWarning, match="memcached"):
+            cache.set("has space", 1)
+        with pytest.warns(CacheKeyWarning, match="longer than"):
+            cache.get("k" * 300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.set("fine", 1)
+        assert cache.get("fine") == 1 and cache.get("fine", version=2) is None
+
+    class Strict(MemDBCache):
+        def validate_key(self, key: str) -> None:
+            if key.endswith("refused"):
+                raise InvalidCacheKey(key)
+
+    strict = Strict("keys", {})
+    for _ in range(3):  # a validation of its own is asked every time
+        with pytest.raises(InvalidCacheKey):
+            strict.get("refused")
+
+
+def test_the_wal_index_header_moves_with_every_commit_of_another_connection(tmp_path: Path) -> None:
+    """What a host-mode read copy relies on instead of asking data_version at each read."""
+    path = str(tmp_path / "shared.sqlite3")
+    mine, other = (sqlite3.connect(path, isolation_level=None) for _ in range(2))
+    mine.execute("PRAGMA journal_mode = WAL")
+    mine.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+    header = WalHeader.open(mine)
+    assert header is not None
+    copy = ReadCopy(mine, 100, shared_by_processes=True)
+    copy.header = header
+    for number in range(3):
+        other.execute("INSERT OR REPLACE INTO t VALUES ('k', ?)", (number,))
+        assert copy.may_keep()
+        copy.keep("k", mine.execute("SELECT v, 0, NULL, 0 FROM t WHERE k = 'k'").fetchone())
+        assert copy.get("k") == (number, 0, None, 0)
+        other.execute("UPDATE t SET v = v + 100")  # another process's commit: the next read forgets the copy
+        assert copy.get("k") is None
+    before = mine.total_changes
+    mine.execute("INSERT INTO t VALUES ('mine', 1)")  # the store's own write, which it reports
+    copy.wrote(before, {"mine": (1, 0, None, 0)})
+    assert copy.get("mine") == (1, 0, None, 0)  # kept, though the write moved the header
+    mine.execute("UPDATE t SET v = 2 WHERE k = 'mine'")  # any other write of this process
+    assert copy.get("mine") is None
+    header.close()
+    assert header.read() == b""  # closed: never equal, data_version is asked
+    assert WalHeader.open(sqlite3.connect(":memory:")) is None
+    mine.close()
+    other.close()
 
 
 def test_bad_settings_name_the_cache_and_the_way_out() -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.apps import apps
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 from django.db.backends.signals import connection_created
@@ -52,6 +52,8 @@ _stores_lock = threading.Lock()
 
 
 def _forget_stores() -> None:
+    for store in _stores.values():
+        store.close()  # the child's copies of the parent's descriptors (one thread here)
     _stores.clear()
 
 
@@ -89,6 +91,11 @@ class MemDBCache(BaseCache):
         self._prefix = self.location + SEPARATOR
         self._store: Any = None
         self._epoch = -1
+        # Keys made and validated already, with the key of their row: validation scans every
+        # character, a lookup does not. Only keys BaseCache.validate_key cannot warn about.
+        self._made: dict[str, str] = {}
+        self._remember_keys = type(self).validate_key is BaseCache.validate_key
+        self._made_bound = min(max(1000, self._max_entries), 100_000)
 
     # Where the entries are
 
@@ -152,7 +159,19 @@ class MemDBCache(BaseCache):
             store.written()
 
     def _key(self, key: Any, version: int | None) -> str:
-        return self._prefix + self.make_and_validate_key(key, version=version)
+        made = self.make_key(key, version=version)
+        full = self._made.get(made)
+        if full is None:
+            self.validate_key(made)  # as make_and_validate_key: raises or warns
+            full = self._prefix + made
+            if (
+                self._remember_keys and type(made) is str and len(made) <= MEMCACHE_MAX_KEY_LENGTH
+                and made.isprintable() and " " not in made  # no character below 33 nor 127
+            ):
+                if len(self._made) >= self._made_bound:
+                    self._made.clear()
+                self._made[made] = full
+        return full
 
     def _encode(self, value: Any) -> tuple[bytes, int]:
         return codec.encode(value, self.pickle_protocol)
@@ -167,10 +186,11 @@ class MemDBCache(BaseCache):
 
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         full = self._key(key, version)
-        data, kind = self._encode(value)
+        data, kind = codec.encode(value, self.pickle_protocol)
         store = self._entries(write=True)
         store.set(full, data, kind, self.get_backend_timeout(timeout))
-        self._written(store)
+        if self.persistent:
+            store.written()
 
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         full = self._key(key, version)

@@ -5,10 +5,14 @@ a dictionary lookup does not. The copy is trusted only while the database
 holds what it held when the copy was taken: the connection's
 ``total_changes`` moves when this process writes anything, through the cache
 or not, and, in a database shared by the processes of the host, ``PRAGMA
-data_version`` when another process commits (one statement per read, still
-cheaper than the read). Either change forgets the whole copy. The store's own
-writes keep it: they update the copy, provided nothing else changed in
-between.
+data_version`` when another process commits. Either change forgets the whole
+copy. The store's own writes keep it: they update the copy, provided nothing
+else changed in between.
+
+A read does not ask ``data_version`` (a statement and the file locks of a read
+transaction) while the header of the WAL index (wal_header.py) is as it was
+just before the last time it was asked: no connection committed since, this
+process's included.
 
 Inside a transaction of this process the copy is neither used nor filled: the
 transaction may roll back what it reads.
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import sqlite3
 from typing import Any
+
+from .wal_header import WalHeader
 
 # value, kind, expires (Unix time or None), accessed (recency stamp)
 Entry = tuple[Any, int, "float | None", int]
@@ -36,6 +42,9 @@ class ReadCopy:
         self.entries: dict[str, Entry] = {}
         # (data_version, total_changes) the entries are current for; None: not taken yet.
         self.version: tuple[int, int] | None = None
+        # Host mode: the WAL index header, and its bytes read just before data_version was last asked.
+        self.header: WalHeader | None = None
+        self.seen: bytes | None = None
 
     def _data_version(self) -> int:
         if not self.shared_by_processes:
@@ -47,10 +56,17 @@ class ReadCopy:
         connection = self.connection
         if connection.in_transaction:
             return False
+        seen = None
+        if self.header is not None:
+            # Read before data_version: a commit in between shows at the next read.
+            seen = self.header.read()
+            if seen == self.seen and self.version is not None and self.version[1] == connection.total_changes:
+                return True
         version = (self._data_version(), connection.total_changes)
         if version != self.version:
             self.entries.clear()
             self.version = version
+        self.seen = seen
         return True
 
     def get(self, key: str) -> Entry | None:
@@ -88,6 +104,7 @@ class ReadCopy:
         if connection.in_transaction:
             return  # inside this thread's transaction: the change of total_changes forgets the copy later
         version = self.version
+        seen = None if self.header is None else self.header.read()  # after this write, before data_version
         data_version = self._data_version()
         if changed is not None and version is not None and version == (data_version, before):
             for key, entry in changed.items():
@@ -99,3 +116,4 @@ class ReadCopy:
             self.entries.clear()
         # Empty, or updated by this write only: current for the version as it is now.
         self.version = (data_version, connection.total_changes)
+        self.seen = seen

@@ -72,6 +72,9 @@ class ServerStore:
     def setup(self) -> None:
         """Nothing to create: the table's migration made it UNLOGGED on the server."""
 
+    def close(self) -> None:
+        """Nothing held beside the alias's connection."""
+
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         with transaction.atomic(using=self.alias), connections[self.alias].cursor() as cursor:

@@ -10,7 +10,8 @@ on every read, so an expired value is never returned.
 
 Bookkeeping stays inside the database, so that in ``host`` mode every process
 of the host agrees on it: a state row per cache counts the entries and hands
-out recency stamps, and triggers keep the count and evict the least recently
+out recency stamps (in ``process`` mode, where only this process inserts, the
+store passes them itself), and triggers keep the count and evict the least recently
 used entries when an insert takes the cache past its bound (expired entries
 first), in the transaction of that insert.
 """
@@ -27,6 +28,7 @@ from django.db import connections
 from ..backend.shared import SharedDatabase
 from ..conf import conf
 from .read_copy import ReadCopy
+from .wal_header import WalHeader
 
 STATE = "django_memdb_cache_state"
 
@@ -81,13 +83,19 @@ class SQLiteStore:
         self.restamp_from = max(0, max_entries - max(cull, 0))
         self._reads = 0
         self.provisional = False
-        self.copy = ReadCopy(self.connection, max_entries, getattr(database.mode, "shared_by_processes", True))
+        shared = getattr(database.mode, "shared_by_processes", True)
+        self.copy = ReadCopy(self.connection, max_entries, shared)
+        # Only this process inserts into a database of its own, so self.seq follows the state's
+        # seq: a write passes its stamp instead of reading it with a subquery. In host mode the
+        # other processes' inserts move it: the statement reads it.
+        self.local = not shared
         # A read entry is stamped ahead of the inserts to come: entries read since their write
         # outlive entries only written (most of which a skewed key stream never reads again).
         self.boost = BOOST * max_entries
         self._bump = f"UPDATE {t} SET accessed = {seq} + {self.boost} WHERE key = ?"
         self._drop_expired = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
-        columns = f"INSERT INTO {t} (key, cache, value, kind, expires, accessed) VALUES (?, ?, ?, ?, ?, {seq}) "
+        stamp = "?" if self.local else seq
+        columns = f"INSERT INTO {t} (key, cache, value, kind, expires, accessed) VALUES (?, ?, ?, ?, ?, {stamp}) "
         self._set = columns + (
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, kind = excluded.kind, "
             "expires = excluded.expires, accessed = excluded.accessed"
@@ -141,6 +149,8 @@ class SQLiteStore:
                 conn.execute(statement)
             conn.execute(self._state_sql, self._params_state)
             self.seq, self.entries = conn.execute(self._seq, (self.cache,)).fetchone()
+            if self.copy.shared_by_processes and self.copy.header is None:
+                self.copy.header = WalHeader.open(conn)
 
     def ensure(self) -> None:
         """Set up again what a rolled-back transaction took away (see ``setup``)."""
@@ -257,13 +267,16 @@ class SQLiteStore:
             self.copy.wrote(before, changed)
             return cursor
 
-    def _insert(self, sql: str, key: str, params: tuple[Any, ...], entry: tuple[Any, int, Any]) -> bool:
-        """set or add: the new entry, kept in the read copy unless the insert evicted entries."""
+    def _insert(self, sql: str, key: str, params: tuple[Any, ...], entry: tuple[Any, int, Any], *more: Any) -> bool:
+        """set or add: the new entry, kept in the read copy unless the insert evicted entries.
+
+        ``params`` come before the stamp, ``more`` after it.
+        """
         conn = self.connection
         with self.lock:
             opened = not conn.in_transaction
             before = conn.total_changes
-            inserted = conn.execute(sql, params).rowcount > 0
+            inserted = conn.execute(sql, (*params, self.seq if self.local else self.cache, *more)).rowcount > 0
             if opened and conn.in_transaction:
                 conn.commit()
             if not inserted:
@@ -279,20 +292,21 @@ class SQLiteStore:
             return True
 
     def set(self, key: str, value: bytes, kind: int, expires: float | None) -> None:
-        cache = self.cache
-        self._insert(self._set, key, (key, cache, value, kind, expires, cache), (value, kind, expires))
+        self._insert(self._set, key, (key, self.cache, value, kind, expires), (value, kind, expires))
 
     def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
         cache = self.cache
         with self.lock:
             with self.transaction() as conn:
-                conn.executemany(self._set, [(key, cache, value, kind, expires, cache) for key, value, kind in items])
+                conn.executemany(self._set, [
+                    (key, cache, value, kind, expires, self.seq + number if self.local else cache)
+                    for number, (key, value, kind) in enumerate(items)
+                ])
+                self.seq, self.entries = conn.execute(self._seq, (cache,)).fetchone()
             self.copy.wrote(0, None)  # evictions unknown: forgotten
 
     def add(self, key: str, value: bytes, kind: int, expires: float | None, now: float) -> bool:
-        cache = self.cache
-        params = (key, cache, value, kind, expires, cache, now)
-        return self._insert(self._add, key, params, (value, kind, expires))
+        return self._insert(self._add, key, (key, self.cache, value, kind, expires), (value, kind, expires), now)
 
     def replace_value(self, key: str, value: bytes, kind: int) -> None:
         """Inside ``transaction``: the copy is forgotten once it commits (total_changes moved)."""
@@ -317,6 +331,12 @@ class SQLiteStore:
             wrapper: Any = connections[conf.MEMDB_NAME]  # the engine's (backend/base.py)
             wrapper.ensure_connection()
             wrapper.memdb_schedule_flush()
+
+    def close(self) -> None:
+        """Let go of what the store holds beside the connection (in a forked child: one thread)."""
+        header, self.copy.header = self.copy.header, None
+        if header is not None:
+            header.close()
 
     def count(self) -> int:
         with self.lock:
