@@ -4,15 +4,18 @@ one thread to write the next batch; the others sleep on until their batch is sto
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from django_memdb import group_commit, lifecycle, spool
+from django_memdb import group_commit, spool
+from tests import test_group_commit
 from tests.models import Persistent
 from tests.storage_view import assert_persisted
 from tests.test_group_commit import TIMEOUT, Threads, _in_memory, _until
+
+# The fixture of the group commit tests: the lease claimed, a first snapshot written.
+database = test_group_commit.database
 
 
 class HeldWrites:
@@ -34,14 +37,6 @@ class HeldWrites:
             return real(database, spool_connection, work)
 
         monkeypatch.setattr(spool, "_append_held", append)
-
-
-@pytest.fixture
-def database() -> Iterator[Any]:
-    database = lifecycle.current_database()
-    Persistent.objects.create(text="first")  # claims the lease, writes the first snapshot
-    yield database
-    database.failed.clear()
 
 
 @pytest.mark.django_db(databases=["default", "django_memdb"], transaction=True)
