@@ -345,6 +345,27 @@ def test_host_mode_reads_see_every_change_of_another_process(scratch: Scratch, t
 
 
 @pytest.mark.processes
+@pytest.mark.parametrize("durability", ["commit", "interval"])
+def test_an_idle_host_mode_process_commits_nothing_to_the_shared_file(
+    scratch: Scratch, tmp_path: Path, durability: str
+) -> None:
+    """Each commit to the host's file makes every process drop its read copies and identity maps:
+    the periodic flush must not commit when it has nothing to store."""
+    host = {"MEMDB_TEST_MODE": "host", "MEMDB_TEST_HOST_DIRECTORY": str(tmp_path), "MEMDB_TEST_FLUSH_INTERVAL": "0.1"}
+    host["MEMDB_TEST_DURABILITY"] = durability
+    worker = Worker(scratch, "first", **host)
+    _ask(worker, "memdb", "set", "k", 1)
+    (path,) = [found for found in tmp_path.rglob("*.sqlite3") if found.name.startswith("django_memdb-")]
+    watcher = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    version = watcher.execute("PRAGMA data_version").fetchone()[0]
+    time.sleep(1.0)  # ten flushes of the worker
+    assert watcher.execute("PRAGMA data_version").fetchone()[0] == version
+    _ask(worker, "memdb", "set", "k", 2)
+    assert watcher.execute("PRAGMA data_version").fetchone()[0] != version  # it does see commits
+    watcher.close()
+
+
+@pytest.mark.processes
 def test_process_mode_caches_are_private(scratch: Scratch) -> None:
     first, second = Worker(scratch, "first"), Worker(scratch, "second")
     _ask(first, "memdb", "set", "mine", 1)

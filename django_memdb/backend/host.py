@@ -184,7 +184,10 @@ def read_marker(connection: sqlite3.Connection) -> tuple[str, int] | None:
 
 
 def write_marker(connection: sqlite3.Connection, token: str, generation: int) -> None:
-    read_marker(connection)
+    """Only when it changed: every commit to the shared file makes every process of the host
+    drop what it keeps of it (read copies, identity maps), and this runs at each flush."""
+    if read_marker(connection) == (token, generation):
+        return
     connection.execute(f'DELETE FROM "{MARKER}"')
     connection.execute(f'INSERT INTO "{MARKER}" (token, generation) VALUES (?, ?)', (token, generation))
 
