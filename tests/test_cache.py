@@ -8,6 +8,7 @@ import pickle
 import random
 import signal
 import sqlite3
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -26,7 +27,9 @@ from django.utils.safestring import SafeString, mark_safe
 from django_memdb.cache import MemDBCache, codec
 from django_memdb.cache.models import CacheEntry
 from django_memdb.cache.read_copy import ReadCopy
+from django_memdb.cache.sqlite_store import HELD
 from django_memdb.cache.wal_header import WalHeader
+from django_memdb.inspection.status import status
 from tests.processes import KILLED, Scratch
 from tests.servers import Server, Worker
 
@@ -209,6 +212,65 @@ def test_reads_agree_with_the_table_after_evictions(persistent: bool) -> None:
 
 
 @memdb
+def test_sets_held_back_are_written_before_anything_else_reads_the_database() -> None:
+    """Process mode holds sets back (write-behind): no reader of the database can tell."""
+    cache = _cache("held", MAX_ENTRIES=10_000)
+    store = cache._entries()
+    cache.set("a", 1)
+    assert store.held  # not written yet
+    assert CacheEntry.objects.filter(cache="held").count() == 1  # written before the ORM's statement
+    assert not store.held
+    cache.set("b", 2)
+    counted: list[int] = []
+
+    def count_in_another_thread() -> None:
+        counted.append(CacheEntry.objects.filter(cache="held").count())
+        connections.close_all()
+
+    thread = threading.Thread(target=count_in_another_thread)
+    thread.start()
+    thread.join()
+    assert counted == [2]
+    cache.set("c", 3)
+    with pytest.raises(ZeroDivisionError), transaction.atomic(using="django_memdb"):
+        CacheEntry.objects.filter(cache="held").delete()
+        1 / 0  # noqa: B018
+    assert (cache.get("a"), cache.get("c")) == (1, 3)  # written before the transaction began: not rolled back
+    cache.set("c", 4)
+    assert cache.get("c") == 4 and cache.has_key("c")  # the held value, not the table's
+    cache.set("short", 1, timeout=0.2)
+    time.sleep(0.3)
+    assert cache.get("short") is None and not cache.has_key("short")
+    cache.set("d", 1)
+    assert cache.delete("d") is True and cache.get("d") is None
+    cache.set("e", 1)
+    assert cache.add("e", 2) is False and cache.incr("e") == 2 and cache.get_many(["e", "c"]) == {"e": 2, "c": 4}
+    for number in range(HELD * 2 + 5):
+        cache.set(f"n{number}", number)
+    assert len(store.held) <= HELD  # written in batches as they come
+    (rows,) = [table.memory_rows for table in status().tables if table.table == CacheEntry._meta.db_table]
+    assert rows == len(cache) == HELD * 2 + 5 + 5  # a, b, c, short (expired), e
+    cache.set("f", 1)
+    cache.clear()
+    assert cache.get("f") is None and len(cache) == 0
+    persistent = _cache("held-persistent", PERSISTENT=True)
+    persistent.set("a", 1)
+    assert not persistent._entries().held  # journaled as the project's durability says
+
+
+@memdb
+def test_held_sets_keep_the_bound_and_the_reads_right() -> None:
+    cache = _cache("held-bound", MAX_ENTRIES=50, CULL_FREQUENCY=5)
+    for number in range(1000):
+        cache.set(f"k{number}", number)
+        if number % 7 == 0:
+            assert cache.get(f"k{number}") == number  # held or written, the newest value
+    assert len(cache) <= 50
+    present = [n for n in range(1000) if cache.get(f"k{n}") is not None]
+    assert present and present[-1] == 999 and len(present) == len(cache)
+
+
+@memdb
 def test_read_entries_outlive_entries_only_written() -> None:
     """The Zipf stream of benchmarks/cache.py, smaller: at least LocMemCache's hit rate."""
     rng = random.Random(3)
@@ -275,6 +337,41 @@ def test_the_wal_index_header_moves_with_every_commit_of_another_connection(tmp_
     header.close()
     assert header.read() == b""  # closed: never equal, data_version is asked
     assert WalHeader.open(sqlite3.connect(":memory:")) is None
+    mine.close()
+    other.close()
+
+
+def test_own_writes_keep_the_read_copy_without_asking_data_version(tmp_path: Path) -> None:
+    """The header's commit counter tells a store's own commit from another connection's."""
+    path = str(tmp_path / "shared.sqlite3")
+    mine, other = (sqlite3.connect(path, isolation_level=None) for _ in range(2))
+    mine.execute("PRAGMA journal_mode = WAL")
+    for connection in (mine, other):
+        connection.execute("PRAGMA wal_autocheckpoint = 2")  # the WAL restarts often
+    mine.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    copy = ReadCopy(mine, 1000, shared_by_processes=True)
+    copy.header = WalHeader.open(mine)
+    asked: list[str] = []
+    mine.set_trace_callback(lambda statement: asked.append(statement) if "data_version" in statement else None)
+    assert copy.may_keep()
+    for number in range(50):
+        before = mine.total_changes
+        mine.execute("INSERT INTO t (k, v) VALUES (?, ?)", (number, "x" * 3000))
+        copy.wrote(before, {str(number): (number, 0, None, 0)})
+    assert len(asked) == 1  # once, when the copy took its first version
+    assert all(copy.get(str(number)) == (number, 0, None, 0) for number in range(50))
+    before = mine.total_changes
+    mine.execute("DELETE FROM t WHERE k = -1")  # changed nothing, committed nothing
+    other.execute("INSERT INTO t (k, v) VALUES (100, 'theirs')")  # one commit: not this write's
+    copy.wrote(before, {"-1": None})
+    assert copy.get("0") is None  # forgotten
+    assert copy.may_keep()
+    copy.keep("0", (0, 0, None, 0))
+    before = mine.total_changes
+    other.execute("UPDATE t SET v = 'theirs' WHERE k = 0")
+    mine.execute("INSERT INTO t (k, v) VALUES (200, 'mine')")  # two commits since the copy's version
+    copy.wrote(before, {"200": (200, 0, None, 0)})
+    assert copy.get("0") is None
     mine.close()
     other.close()
 

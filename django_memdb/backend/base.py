@@ -30,6 +30,10 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         database = self.memdb_wrapper.memdb_database
         database.lock.acquire()
         try:
+            if database.held:
+                # Under the same hold of the lock as the statement: a BEGIN (Django's
+                # atomic runs it here) finds nothing held, and a rollback takes none of it.
+                database.write_held()
             identity.statement_started(self.memdb_wrapper.alias)
             super().execute(query, params)
             self._rows = deque(super().fetchall()) if self.description is not None else None
@@ -41,6 +45,8 @@ class SerializedCursor(sqlite3_base.SQLiteCursorWrapper):
         database = self.memdb_wrapper.memdb_database
         database.lock.acquire()
         try:
+            if database.held:
+                database.write_held()
             identity.statement_started(self.memdb_wrapper.alias)
             self._rows = None
             return super().executemany(query, param_list)

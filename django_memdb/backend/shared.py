@@ -53,8 +53,16 @@ class SharedDatabase:
         self.lease_checked_until: Any = None
         # The last flush error, None once a flush succeeded.
         self.pending_error: Exception | None = None
+        # Owners of writes held back (MemDBCache in process mode): written before any
+        # other statement reads the database, or a transaction begins.
+        self.held: set[Any] = set()
         connection.create_function("django_memdb_changed", 0, self._mark_dirty)
         bounds.register_functions(connection)
+
+    def write_held(self) -> None:
+        """Write what is held back; called with ``lock`` held."""
+        while self.held:
+            self.held.pop().write_held()
 
     def _mark_dirty(self) -> None:
         self.dirty = True

@@ -129,7 +129,9 @@ class MemDBCache(BaseCache):
             wrapper.ensure_connection()
             database = wrapper.memdb_database
             key = (database.name, table, self.location)
-            make = lambda: SQLiteStore(database, table, self.location, self._max_entries, self._cull)  # noqa: E731
+            make = lambda: SQLiteStore(  # noqa: E731
+                database, table, self.location, self._max_entries, self._cull, hold=not self.persistent
+            )
             current = database
         with _stores_lock:
             store = _stores.get(key)

@@ -34,35 +34,28 @@ def _dumps(value: Any) -> str:
 _scan = scanner.make_scanner(decoder.JSONDecoder())  # type: ignore[arg-type]
 
 
-def json_exact(value: Any) -> bool:
+def json_exact(value: Any, depth: int = 0) -> bool:
     """True when JSON gives ``value`` back equal and of the same types.
 
     Exact types only: a ``str`` subclass (SafeString), a tuple or a dict with
     keys that are not ``str`` would come back as something else.
     """
     kind = type(value)
-    if kind in _SCALARS:
-        return True
-    pending = [(value, 0)]
-    scalars = _SCALARS
-    while pending:
-        item, depth = pending.pop()
+    if kind is dict:
         if depth > _MAX_DEPTH:
             return False
-        kind = type(item)
-        if kind is dict:
-            for key in item:
-                if type(key) is not str:
-                    return False
-            children = item.values()
-        elif kind is list:
-            children = item
-        else:
+        for key, child in value.items():
+            if type(key) is not str or (type(child) not in _SCALARS and not json_exact(child, depth + 1)):
+                return False
+        return True
+    if kind is list:
+        if depth > _MAX_DEPTH:
             return False
-        for child in children:
-            if type(child) not in scalars:
-                pending.append((child, depth + 1))
-    return True
+        for child in value:
+            if type(child) not in _SCALARS and not json_exact(child, depth + 1):
+                return False
+        return True
+    return kind in _SCALARS
 
 
 def encode(value: Any, protocol: int = pickle.HIGHEST_PROTOCOL) -> tuple[bytes, int]:

@@ -12,7 +12,8 @@ else changed in between.
 A read does not ask ``data_version`` (a statement and the file locks of a read
 transaction) while the header of the WAL index (wal_header.py) is as it was
 just before the last time it was asked: no connection committed since, this
-process's included.
+process's included. Nor does a write of the store when the header's commit
+counter moved by exactly one, its own commit.
 
 Inside a transaction of this process the copy is neither used nor filled: the
 transaction may roll back what it reads.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .wal_header import WalHeader
+from .wal_header import WalHeader, commits_between
 
 # value, kind, expires (Unix time or None), accessed (recency stamp)
 Entry = tuple[Any, int, "float | None", int]
@@ -50,6 +51,15 @@ class ReadCopy:
         if not self.shared_by_processes:
             return 0
         return int(self.connection.execute(_DATA_VERSION).fetchone()[0])
+
+    def _only_this_commit(self, header: bytes | None) -> bool:
+        """Whether exactly one transaction committed since the header last seen: the write just made.
+
+        A write that changed rows (``total_changes`` moved) committed one; one
+        more, of another process, would count two. A torn read is at worst
+        taken as ``seen`` and differs from the next header read.
+        """
+        return header is not None and self.seen is not None and commits_between(self.seen, header) == 1
 
     def _current(self) -> bool:
         """Whether the entries are still current; forgets them if not. False inside a transaction."""
@@ -105,7 +115,13 @@ class ReadCopy:
             return  # inside this thread's transaction: the change of total_changes forgets the copy later
         version = self.version
         seen = None if self.header is None else self.header.read()  # after this write, before data_version
-        data_version = self._data_version()
+        if (
+            changed is not None and version is not None and version[1] == before
+            and connection.total_changes > before and self._only_this_commit(seen)
+        ):
+            data_version = version[0]  # moved by the commits of other connections only
+        else:
+            data_version = self._data_version()
         if changed is not None and version is not None and version == (data_version, before):
             for key, entry in changed.items():
                 if entry is None:

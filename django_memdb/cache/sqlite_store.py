@@ -14,6 +14,14 @@ out recency stamps (in ``process`` mode, where only this process inserts, the
 store passes them itself), and triggers keep the count and evict the least recently
 used entries when an insert takes the cache past its bound (expired entries
 first), in the transaction of that insert.
+
+In ``process`` mode a cache that is not persistent holds its sets back and
+writes them in one statement, up to ``HELD`` at a time (write-behind): the
+statement's triggers are most of a set's cost, the statement per set the rest.
+The database is the process's own, and every way to read it writes them
+first: the store's other operations, any statement of the alias (the ORM,
+the admin), the start of a transaction (a rollback must not take them), and
+``memdb_status``. Reads of a held key are served from what is held.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ _LIVE = "(expires IS NULL OR expires > ?)"
 # state row, the row's change record if persistent. An eviction adds 2 or more.
 _MOST_WITHOUT_EVICTION = 3
 BOOST = 2
+# Sets a process-mode store holds back at most (about 2 ms of writing under the lock).
+HELD = 128
 
 
 def _quote(name: str) -> str:
@@ -52,7 +62,9 @@ def _literal(value: str) -> str:
 class SQLiteStore:
     """The entries of one cache (one namespace) in one table of the in-memory database."""
 
-    def __init__(self, database: SharedDatabase, table: str, cache: str, max_entries: int, cull: int) -> None:
+    def __init__(
+        self, database: SharedDatabase, table: str, cache: str, max_entries: int, cull: int, hold: bool = False
+    ) -> None:
         self.database = database
         self.connection = database.connection
         self.lock = database.lock
@@ -89,6 +101,9 @@ class SQLiteStore:
         # seq: a write passes its stamp instead of reading it with a subquery. In host mode the
         # other processes' inserts move it: the statement reads it.
         self.local = not shared
+        # Sets held back (write-behind, see the module docstring): key -> (value, kind, expires).
+        self.holds = hold and self.local
+        self.held: dict[str, tuple[bytes, int, float | None]] = {}
         # A read entry is stamped ahead of the inserts to come: entries read since their write
         # outlive entries only written (most of which a skewed key stream never reads again).
         self.boost = BOOST * max_entries
@@ -170,6 +185,8 @@ class SQLiteStore:
         """Several statements as one: a transaction, or a savepoint inside this thread's own."""
         conn = self.connection
         with self.lock:
+            if self.database.held:
+                self.database.write_held()
             if conn.in_transaction:
                 conn.execute("SAVEPOINT django_memdb_cache")
                 try:
@@ -193,6 +210,8 @@ class SQLiteStore:
         """One statement; a transaction it opened implicitly (autocommit off elsewhere) is committed."""
         conn = self.connection
         with self.lock:
+            if self.database.held:
+                self.database.write_held()
             opened = not conn.in_transaction
             cursor = conn.execute(sql, params)
             if opened and conn.in_transaction:
@@ -210,6 +229,11 @@ class SQLiteStore:
 
     def get(self, key: str, now: float) -> tuple[bytes, int] | None:
         with self.lock:
+            if self.held:
+                found = self.held.get(key)
+                if found is not None:
+                    value, kind, expires = found
+                    return None if expires is not None and expires <= now else (value, kind)
             copy = self.copy
             entry = copy.get(key)
             if entry is None:
@@ -233,6 +257,8 @@ class SQLiteStore:
         if not keys:
             return found
         with self.lock:
+            if self.database.held:
+                self.database.write_held()
             rows = self.connection.execute(self._get_many.format(", ".join("?" * len(keys))), keys).fetchall()
             expired, stale = [], []
             for key, value, kind, expires, accessed in rows:
@@ -250,6 +276,8 @@ class SQLiteStore:
 
     def has_key(self, key: str, now: float) -> bool:
         with self.lock:
+            if self.database.held:
+                self.database.write_held()
             return self.connection.execute(self._has, (key, now)).fetchone() is not None
 
     def read(self, key: str, now: float) -> tuple[bytes, int, float | None] | None:
@@ -274,6 +302,8 @@ class SQLiteStore:
         """
         conn = self.connection
         with self.lock:
+            if self.database.held:
+                self.database.write_held()
             opened = not conn.in_transaction
             before = conn.total_changes
             inserted = conn.execute(sql, (*params, self.seq if self.local else self.cache, *more)).rowcount > 0
@@ -292,7 +322,38 @@ class SQLiteStore:
             return True
 
     def set(self, key: str, value: bytes, kind: int, expires: float | None) -> None:
+        if self.holds:
+            with self.lock:
+                if not self.connection.in_transaction:
+                    held = self.held
+                    if not held:
+                        self.database.held.add(self)
+                    held[key] = (value, kind, expires)
+                    if len(held) >= HELD:
+                        self.write_held()
+                    return
         self._insert(self._set, key, (key, self.cache, value, kind, expires), (value, kind, expires))
+
+    def write_held(self) -> None:
+        """Write the sets held back, in one statement (under the lock, any thread)."""
+        held, self.held = self.held, {}
+        self.database.held.discard(self)
+        if not held:
+            return
+        cache, conn = self.cache, self.connection
+        stamp = self.seq
+        entries: dict[str, Any] = {key: (*entry, stamp + number) for number, (key, entry) in enumerate(held.items())}
+        # The savepoint of transaction() if a transaction is open (not begun through the alias).
+        with self.transaction():
+            before = conn.total_changes  # after the other stores' held sets, which transaction() wrote
+            seq = conn.execute(self._seq, (cache,)).fetchone()[0]
+            conn.executemany(self._set, [
+                (key, cache, *entry) for key, entry in entries.items()
+            ])
+            self.seq, self.entries = conn.execute(self._seq, (cache,)).fetchone()
+        # A new key changes its row and the state row, a replaced key its row: more is an eviction.
+        evicted = conn.total_changes - before > len(held) + (self.seq - seq)
+        self.copy.wrote(before, None if evicted else entries)
 
     def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
         cache = self.cache
@@ -323,7 +384,9 @@ class SQLiteStore:
             self._write(self._delete_many.format(", ".join("?" * len(keys))), keys, dict.fromkeys(keys))
 
     def clear(self) -> None:
-        self._write(self._clear, (self.cache,), None)
+        with self.lock:
+            self.held.clear()  # the statement below would delete them: not worth writing
+            self._write(self._clear, (self.cache,), None)
 
     def written(self) -> None:
         """After a write to a persistent table: journal it as a statement of the alias would."""
@@ -340,6 +403,8 @@ class SQLiteStore:
 
     def count(self) -> int:
         with self.lock:
+            if self.database.held:
+                self.database.write_held()
             return int(self.connection.execute(
                 f"SELECT count(*) FROM {_quote(self._table)} WHERE cache = ?", (self.cache,)
             ).fetchone()[0])

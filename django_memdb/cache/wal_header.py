@@ -14,8 +14,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 
 _HEADER = 48  # one copy of the wal-index header
+_CHANGE = slice(8, 12)  # iChange: a native-endian u32 counter, incremented by every commit
+
+
+def commits_between(earlier: bytes, later: bytes) -> int | None:
+    """Transactions committed between two reads of the header (modulo 2**32); None if a read failed."""
+    if len(earlier) < _HEADER or len(later) < _HEADER:
+        return None
+    counter = int.from_bytes(later[_CHANGE], sys.byteorder) - int.from_bytes(earlier[_CHANGE], sys.byteorder)
+    return counter & 0xFFFFFFFF
 
 
 class WalHeader:
