@@ -259,6 +259,19 @@ def test_sets_held_back_are_written_before_anything_else_reads_the_database() ->
 
 
 @memdb
+def test_held_sets_that_cannot_be_written_do_not_fail_another_statement(caplog: Any) -> None:
+    cache = _cache("held-broken")
+    cache.set("good", 1)
+    store = cache._entries()
+    store.held["bad"] = (b"1", -1, None)  # refused by the table's CHECK (kind >= 0)
+    assert CacheEntry.objects.filter(cache="held-broken").count() == 0  # the statement ran
+    assert "2 entries held back could not be written" in caplog.text
+    assert cache.get("good") is None and cache.get("bad") is None  # lost, as a cache may
+    cache.set("good", 2)
+    assert cache.get("good") == 2 and len(cache) == 1
+
+
+@memdb
 def test_held_sets_keep_the_bound_and_the_reads_right() -> None:
     cache = _cache("held-bound", MAX_ENTRIES=50, CULL_FREQUENCY=5)
     for number in range(1000):

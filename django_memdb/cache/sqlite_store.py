@@ -26,6 +26,7 @@ the admin), the start of a transaction (a rollback must not take them), and
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from ..backend.shared import SharedDatabase
 from ..conf import conf
 from .read_copy import ReadCopy
 from .wal_header import WalHeader
+
+logger = logging.getLogger("django_memdb")
 
 STATE = "django_memdb_cache_state"
 
@@ -343,14 +346,19 @@ class SQLiteStore:
         cache, conn = self.cache, self.connection
         stamp = self.seq
         entries: dict[str, Any] = {key: (*entry, stamp + number) for number, (key, entry) in enumerate(held.items())}
-        # The savepoint of transaction() if a transaction is open (not begun through the alias).
-        with self.transaction():
-            before = conn.total_changes  # after the other stores' held sets, which transaction() wrote
-            seq = conn.execute(self._seq, (cache,)).fetchone()[0]
-            conn.executemany(self._set, [
-                (key, cache, *entry) for key, entry in entries.items()
-            ])
-            self.seq, self.entries = conn.execute(self._seq, (cache,)).fetchone()
+        try:
+            # The savepoint of transaction() if a transaction is open (not begun through the alias).
+            with self.transaction():
+                before = conn.total_changes  # after the other stores' held sets, which transaction() wrote
+                seq = conn.execute(self._seq, (cache,)).fetchone()[0]
+                conn.executemany(self._set, [(key, cache, *entry) for key, entry in entries.items()])
+                self.seq, self.entries = conn.execute(self._seq, (cache,)).fetchone()
+        except sqlite3.Error as exc:
+            # Written on the way to any statement of the alias: its own error is not this one.
+            logger.warning("MemDBCache %r: %d entries held back could not be written, the cache lost them: %s",
+                           cache, len(held), exc)
+            self.copy.wrote(0, None)
+            return
         # A new key changes its row and the state row, a replaced key its row: more is an eviction.
         evicted = conn.total_changes - before > len(held) + (self.seq - seq)
         self.copy.wrote(before, None if evicted else entries)
