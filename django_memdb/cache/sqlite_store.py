@@ -293,6 +293,8 @@ class SQLiteStore:
     def _write(self, sql: str, params: Any, changed: dict[str, Any] | None) -> sqlite3.Cursor:
         """One write statement; the read copy learns what it changed (None: forget the copy)."""
         with self.lock:
+            if self.database.held:
+                self.database.write_held()  # first: their write is not this statement's change
             before = self.connection.total_changes
             cursor = self._run(sql, params)
             self.copy.wrote(before, changed)
