@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
-from . import compaction, group_commit, lease, reconnect, registry, rows, server_lease, sharing, storage
+from . import compaction, group_commit, lease, processors, reconnect, registry, rows, server_lease, sharing, storage
 from .backend import hooks
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
@@ -315,13 +315,27 @@ def _read(database: SharedDatabase) -> tuple[list[Any], int, str] | None:
             continue
         codec = rows.codec_for(model, wrapper)
         cursor = conn.execute(_changed_rows_sql(codec), (table, max_seq))
-        items, deleted = [], False
-        for row in cursor:
-            if row[1] is None:
-                deleted = True
-                items.append({"model": codec.label, "pk": codec.pk_to_json(row[0]), "fields": {}, "deleted": True})
-            else:
-                items.append(codec.item(row[1:]))
+        deleted = False
+        if processors.listening(model):
+            items: list[Any] = []
+            for row in cursor:
+                if row[1] is None:
+                    deleted = True
+                    items.append(
+                        {"model": codec.label, "pk": codec.pk_to_json(row[0]), "fields": {}, "deleted": True}
+                    )
+                else:
+                    items.append(codec.item(row[1:]))
+        else:
+            # Kept as their JSON lines (str): untracked by the garbage collector (rows.EncodedLines).
+            items = rows.EncodedLines()
+            label, item, encode, pk_to_json = codec.label, codec.item, rows.encode_item, codec.pk_to_json
+            for row in cursor:
+                if row[1] is None:
+                    deleted = True
+                    items.append(rows.deleted_line(label, pk_to_json(row[0])))
+                else:
+                    items.append(encode(item(row[1:])))
         empty = deleted and not storage.has_rows(database, codec)
         work.append((model, codec, items, empty))
     return work, max_seq, ", ".join(sorted(labels))
