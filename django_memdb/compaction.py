@@ -38,7 +38,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
@@ -196,6 +197,34 @@ class _Mark:
         self.journal_entries = state.journal_entries
 
 
+# Times a compaction waits for a write in flight without the lock before it waits under it.
+_SETTLE_TRIES = 20
+
+
+@contextmanager
+def _settled_lock(database: SharedDatabase, settled: Callable[[SharedDatabase], None]) -> Iterator[None]:
+    """The lock, held with nothing being written to storage (``settled``).
+
+    A write in flight (a batch's journal entry, an emptied table's removal)
+    is waited for before the lock is taken where possible: waited for under
+    the lock, it would stop every thread's reads for as long as the write.
+    """
+    group = group_commit.of(database)
+    for _ in range(_SETTLE_TRIES):
+        group.quiesce()  # without the lock: the other threads go on meanwhile
+        database.lock.acquire()
+        if group.idle():
+            break
+        database.lock.release()  # a writer began in between
+    else:
+        database.lock.acquire()
+    try:
+        settled(database)
+        yield
+    finally:
+        database.lock.release()
+
+
 def _stored_snapshot(model: type[models.Model], using: str) -> tuple[int, Any] | None:
     application, modelname = registry.storage_key(model)
     found = (
@@ -210,8 +239,7 @@ def _mark(
     database: SharedDatabase, model: type[models.Model], spool: Any, settled: Callable[[SharedDatabase], None]
 ) -> _Mark | None:
     """Under the lock, with nothing being written: the watermark and the snapshot it belongs to."""
-    with database.lock:
-        settled(database)
+    with _settled_lock(database, settled):
         state = database.tables.get(model)
         if state is None:
             return None
@@ -289,8 +317,7 @@ def _compact_online(
     group = group_commit.of(database)
     if _stopping.is_set():
         raise _Stopped
-    with database.lock:
-        settled(database)
+    with _settled_lock(database, settled):
         group.begin_turn()
         try:
             turn = sharing.of(database).spooling(database)
