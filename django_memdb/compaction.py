@@ -3,9 +3,9 @@
 Rewriting the snapshot of a large table costs as long as reading and
 encoding every row: about a second for 100,000 rows. Under the in-memory
 lock every thread of the process would wait that long. So the compaction a
-flush starts when a journal grew too long (``compact_online``) reads the
-table in slices of bounded time (pacing.py), each under the lock, and
-encodes and writes it without the lock. The explicit compaction of
+flush starts when a journal grew too long (``compact_online``) reads and
+encodes the table in slices of bounded time (pacing.py), each under the
+lock, and writes it without the lock. The explicit compaction of
 ``memdb_spool`` and the admin (spool.compact) still runs whole under the
 lock (``compact_locked``): it promises a snapshot of every row and an empty
 journal.
@@ -265,7 +265,7 @@ def _rowid(codec: rows.TableCodec) -> str:
 
 
 def _read_in_slices(database: SharedDatabase, codec: rows.TableCodec, encoded: bool) -> dict[Any, Any]:
-    """The table's rows by key, read in slices of bounded time under the lock.
+    """The table's rows by key, read and encoded in slices of bounded time under the lock.
 
     ``encoded``: each row kept as its line of the stored JSON, a str, which the
     garbage collector does not track: 100,000 rows kept as tuples would make
@@ -285,12 +285,14 @@ def _read_in_slices(database: SharedDatabase, codec: rows.TableCodec, encoded: b
         with database.lock:
             began = time.perf_counter()
             batch = conn.execute(sql, (last, pacer.size)).fetchall()
+            # Encoded in the slice, under the lock: encoded after it, the rows would take the
+            # GIL from whichever thread holds the lock next, and so lengthen its hold.
+            for row in batch:
+                # A row moved by a delete and an insert may come twice: the later read wins.
+                key, values = row[1], row[1:]
+                found.pop(key, None)
+                found[key] = encode(item(values)) if encoded else values
             took = time.perf_counter() - began
-        for row in batch:
-            # A row moved by a delete and an insert may come twice: the later read wins.
-            key, values = row[1], row[1:]
-            found.pop(key, None)
-            found[key] = encode(item(values)) if encoded else values
         if len(batch) < pacer.size:
             return found
         last = batch[-1][0]
