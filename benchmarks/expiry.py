@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import datetime
 import os
 import shutil
@@ -26,6 +27,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from benchmarks import pause_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,10 +49,10 @@ def _setup(directory: str) -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
-def run(rows: int, model_name: str) -> dict[str, float]:
+def run(rows: int, model_name: str, trace: bool = False) -> dict[str, Any]:
     from django.utils import timezone
 
-    from django_memdb import expiry
+    from django_memdb import compaction, expiry
     from tests.expiry_app.models import Grant, Latest, Token
 
     model = Token if model_name == "token" else Grant
@@ -58,13 +62,15 @@ def run(rows: int, model_name: str) -> dict[str, float]:
     expiry._local.purging = True  # written already expired: this thread's writes must not purge them
     try:
         for start in range(0, rows, 10_000):
-            batch = [model(text=str(n), created=old) for n in range(start, min(rows, start + 10_000))]
-            model.objects.bulk_create(batch)
+            # Not kept: 10,000 instances left in a variable would lengthen every full collection.
+            end = min(rows, start + 10_000)
+            model.objects.bulk_create([model(text=str(n), created=old) for n in range(start, end)])
     finally:
         expiry._local.purging = False
 
     alone: list[float] = []
     pauses: list[float] = []
+    starts: list[float] = []  # of the reads in ``pauses``
     into = [alone]
     done = threading.Event()
 
@@ -73,17 +79,29 @@ def run(rows: int, model_name: str) -> dict[str, float]:
             began = time.perf_counter()
             Latest.objects.filter(text="read by the other thread").exists()
             into[0].append(time.perf_counter() - began)
+            if into[0] is pauses:
+                starts.append(began)
 
-    thread = threading.Thread(target=reader)
+    recorder = pause_trace.Trace() if trace else None
+    if recorder:
+        # gc.get_objects() must not run beside another thread's work: it can expose a tuple under construction.
+        compaction.wait_idle(60.0)
+        tracked_before = pause_trace.tracked_by_type()
+    thread = threading.Thread(target=reader, name="reader")
     thread.start()
     time.sleep(2.0)  # the reader alone: how long the machine itself stalls it
     into[0] = pauses
     began = time.perf_counter()
-    purged = expiry.purge(model)
-    seconds = time.perf_counter() - began
+    with recorder.recording() if recorder else contextlib.nullcontext():
+        purged = expiry.purge(model)
+        seconds = time.perf_counter() - began
+        if recorder:
+            compaction.wait_idle(30.0)  # a compaction the purge started: its collections count too
     done.set()
     thread.join()
     assert purged == rows and model.objects.count() == 0, (purged, rows)
+    if recorder:
+        _print_trace(recorder, tracked_before, list(zip(starts, pauses, strict=False)))
     return {
         "rows": rows,
         "purge_seconds": seconds,
@@ -94,6 +112,24 @@ def run(rows: int, model_name: str) -> dict[str, float]:
         "reads": len(pauses),
         "longest_alone_ms": max(alone) * 1000,
     }
+
+
+# A read at least this long is listed by --trace with what it overlapped.
+LONG_READ = 0.020
+
+
+def _print_trace(
+    recorder: pause_trace.Trace, before: tuple[int, list[tuple[str, int]]], reads: list[tuple[float, float]]
+) -> None:
+    after = pause_trace.tracked_by_type()
+    print(f"  objects tracked by the collector: {before[0]:,} before the purge, {after[0]:,} after")
+    print(f"  most frequent before: {', '.join(f'{name} {count:,}' for name, count in before[1][:8])}")
+    for line in recorder.summary():
+        print(f"  {line}")
+    for began, took in reads:
+        if took >= LONG_READ:
+            what = recorder.overlapping(began, began + took) or ["nothing recorded"]
+            print(f"  read of {1000 * took:.1f} ms overlapped: {'; '.join(what)}")
 
 
 def check_costs(model_name: str, times: int = 20_000) -> tuple[float, float]:
@@ -127,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.expiry", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--model", choices=("token", "grant", "both"), default="both")
+    parser.add_argument(
+        "--trace", action="store_true",
+        help="list the collections and library steps each long read overlapped, and the objects the GC tracks",
+    )
     options = parser.parse_args(argv)
     directory = tempfile.mkdtemp()
     # Registered before Django's: removed after the exit flush of django-memdb.
@@ -145,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(header)
     for name in names:
-        result = run(options.rows, name)
+        result = run(options.rows, name, options.trace)
         print(
             f"{LABELS[name]:<24} {result['rows_per_second']:>8,.0f} {result['purge_seconds']:>8.2f} "
             f"{result['reads']:>7,} {result['median_read_ms']:>7.2f} {result['p99_read_ms']:>7.1f} "

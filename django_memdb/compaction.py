@@ -3,9 +3,9 @@
 Rewriting the snapshot of a large table costs as long as reading and
 encoding every row: about a second for 100,000 rows. Under the in-memory
 lock every thread of the process would wait that long. So the compaction a
-flush starts when a journal grew too long (``compact_online``) reads the
-table in slices of bounded time (pacing.py), each under the lock, and
-encodes and writes it without the lock. The explicit compaction of
+flush starts when a journal grew too long (``compact_online``) reads and
+encodes the table in slices of bounded time (pacing.py), each under the
+lock, and writes it without the lock. The explicit compaction of
 ``memdb_spool`` and the admin (spool.compact) still runs whole under the
 lock (``compact_locked``): it promises a snapshot of every row and an empty
 journal.
@@ -38,7 +38,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
@@ -196,6 +197,34 @@ class _Mark:
         self.journal_entries = state.journal_entries
 
 
+# Times a compaction waits for a write in flight without the lock before it waits under it.
+_SETTLE_TRIES = 20
+
+
+@contextmanager
+def _settled_lock(database: SharedDatabase, settled: Callable[[SharedDatabase], None]) -> Iterator[None]:
+    """The lock, held with nothing being written to storage (``settled``).
+
+    A write in flight (a batch's journal entry, an emptied table's removal)
+    is waited for before the lock is taken where possible: waited for under
+    the lock, it would stop every thread's reads for as long as the write.
+    """
+    group = group_commit.of(database)
+    for _ in range(_SETTLE_TRIES):
+        group.quiesce()  # without the lock: the other threads go on meanwhile
+        database.lock.acquire()
+        if group.idle():
+            break
+        database.lock.release()  # a writer began in between
+    else:
+        database.lock.acquire()
+    try:
+        settled(database)
+        yield
+    finally:
+        database.lock.release()
+
+
 def _stored_snapshot(model: type[models.Model], using: str) -> tuple[int, Any] | None:
     application, modelname = registry.storage_key(model)
     found = (
@@ -210,8 +239,7 @@ def _mark(
     database: SharedDatabase, model: type[models.Model], spool: Any, settled: Callable[[SharedDatabase], None]
 ) -> _Mark | None:
     """Under the lock, with nothing being written: the watermark and the snapshot it belongs to."""
-    with database.lock:
-        settled(database)
+    with _settled_lock(database, settled):
         state = database.tables.get(model)
         if state is None:
             return None
@@ -237,7 +265,7 @@ def _rowid(codec: rows.TableCodec) -> str:
 
 
 def _read_in_slices(database: SharedDatabase, codec: rows.TableCodec, encoded: bool) -> dict[Any, Any]:
-    """The table's rows by key, read in slices of bounded time under the lock.
+    """The table's rows by key, read and encoded in slices of bounded time under the lock.
 
     ``encoded``: each row kept as its line of the stored JSON, a str, which the
     garbage collector does not track: 100,000 rows kept as tuples would make
@@ -257,12 +285,14 @@ def _read_in_slices(database: SharedDatabase, codec: rows.TableCodec, encoded: b
         with database.lock:
             began = time.perf_counter()
             batch = conn.execute(sql, (last, pacer.size)).fetchall()
+            # Encoded in the slice, under the lock: encoded after it, the rows would take the
+            # GIL from whichever thread holds the lock next, and so lengthen its hold.
+            for row in batch:
+                # A row moved by a delete and an insert may come twice: the later read wins.
+                key, values = row[1], row[1:]
+                found.pop(key, None)
+                found[key] = encode(item(values)) if encoded else values
             took = time.perf_counter() - began
-        for row in batch:
-            # A row moved by a delete and an insert may come twice: the later read wins.
-            key, values = row[1], row[1:]
-            found.pop(key, None)
-            found[key] = encode(item(values)) if encoded else values
         if len(batch) < pacer.size:
             return found
         last = batch[-1][0]
@@ -289,8 +319,7 @@ def _compact_online(
     group = group_commit.of(database)
     if _stopping.is_set():
         raise _Stopped
-    with database.lock:
-        settled(database)
+    with _settled_lock(database, settled):
         group.begin_turn()
         try:
             turn = sharing.of(database).spooling(database)

@@ -222,6 +222,11 @@ class GroupCommit:
         following = min(range(len(rest)), key=lambda index: rest[index][0])
         return rest.pop(following)[1]
 
+    def idle(self) -> bool:
+        """Whether no thread writes storage now (under the lock: none can start until it is released)."""
+        with self._changed:
+            return self._writer is None
+
     def quiesce(self) -> None:
         """Under the lock: wait until no other thread writes (none can start until the lock is released)."""
         me = threading.get_ident()

@@ -92,6 +92,12 @@ def _run(arguments: dict[str, Any], signal: Any, sender: Any, what: str) -> list
     return processors
 
 
+def listening(model: type[models.Model]) -> bool:
+    """Whether a store_save receiver may change what is stored for ``model`` (it needs the items)."""
+    signal = signals.store_save
+    return bool(signal.receivers) and signal.has_listeners(model)
+
+
 def encode(model: type[models.Model], items: Iterable[dict[str, Any]]) -> tuple[bytes, str]:
     """The blob and codec to store for ``items`` of ``model``."""
     application, modelname = model._meta.app_label, model.__name__
@@ -99,6 +105,8 @@ def encode(model: type[models.Model], items: Iterable[dict[str, Any]]) -> tuple[
     # No receiver at all (the common case) is known without has_listeners' lookup.
     if not signal.receivers or not signal.has_listeners(model):
         return rows.encode_items(items), ""
+    if isinstance(items, rows.EncodedLines):  # a receiver connected after the rows were read
+        items = items.decoded()
     arguments = _arguments(application, modelname, list(items), conf.MEMDB_PROCESS_ENCODE)
     processors = _run(arguments, signal, model, "encoding")
     data = arguments["data"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 
-from . import compaction, group_commit, lease, reconnect, registry, rows, server_lease, sharing, storage
+from . import compaction, group_commit, lease, processors, reconnect, registry, rows, server_lease, sharing, storage
 from .backend import hooks
 from .backend.shared import SharedDatabase
 from .capture import CHANGES
@@ -263,9 +263,10 @@ def _take(database: SharedDatabase, spool: Any, group: GroupCommit, number: int)
     """As the writer of batch ``number``, under the lock: read what is pending.
 
     Returns the batch for the fast path (a lease this process holds, every
-    table with a snapshot), which the caller writes without the lock. The
-    rarer paths (claiming or renewing the lease, a first snapshot, a table
-    emptied) are taken whole under the lock, as is an empty batch; they
+    table with a snapshot), which the caller writes without the lock; a table
+    emptied is removed there too, unless the lease is the server's lock. The
+    rarer paths (claiming or renewing the lease, a first snapshot) are taken
+    whole under the lock, as is an empty batch; they
     return the number of rows journaled (the caller then starts compactions).
     """
     database.flushing = True
@@ -315,13 +316,27 @@ def _read(database: SharedDatabase) -> tuple[list[Any], int, str] | None:
             continue
         codec = rows.codec_for(model, wrapper)
         cursor = conn.execute(_changed_rows_sql(codec), (table, max_seq))
-        items, deleted = [], False
-        for row in cursor:
-            if row[1] is None:
-                deleted = True
-                items.append({"model": codec.label, "pk": codec.pk_to_json(row[0]), "fields": {}, "deleted": True})
-            else:
-                items.append(codec.item(row[1:]))
+        deleted = False
+        if processors.listening(model):
+            items: list[Any] = []
+            for row in cursor:
+                if row[1] is None:
+                    deleted = True
+                    items.append(
+                        {"model": codec.label, "pk": codec.pk_to_json(row[0]), "fields": {}, "deleted": True}
+                    )
+                else:
+                    items.append(codec.item(row[1:]))
+        else:
+            # Kept as their JSON lines (str): untracked by the garbage collector (rows.EncodedLines).
+            items = rows.EncodedLines()
+            label, item, encode, pk_to_json = codec.label, codec.item, rows.encode_item, codec.pk_to_json
+            for row in cursor:
+                if row[1] is None:
+                    deleted = True
+                    items.append(rows.deleted_line(label, pk_to_json(row[0])))
+                else:
+                    items.append(encode(item(row[1:])))
         empty = deleted and not storage.has_rows(database, codec)
         work.append((model, codec, items, empty))
     return work, max_seq, ", ".join(sorted(labels))
@@ -331,7 +346,9 @@ def _holds_lease(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
     """Whether _append_held may take ``work`` (it checks again, against the lease row)."""
     if lease.held(database) is None or not storage.can_append_held(spool):
         return False
-    return not any(empty or model not in database.tables for model, _, _, empty in work)
+    return not any(model not in database.tables for model, _, _, _ in work) and not (
+        server_lease.applies(database, spool) and any(empty for _, _, _, empty in work)
+    )
 
 
 def _store(database: SharedDatabase, spool: Any, work: list[Any], fast: bool = True) -> None:
@@ -438,9 +455,11 @@ def _append_held(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
     """
     tables = database.tables
     held = lease.held(database)
-    if held is None or any(empty or model not in tables for model, _, _, empty in work):
+    if held is None or any(model not in tables for model, _, _, _ in work):
         return False
     if not spool.in_atomic_block and server_lease.applies(database, spool):
+        if any(empty for _, _, _, empty in work):
+            return False  # removed under the lock, with a claim (_store)
         entries = [(model, items) for model, _, items, _ in work]
         if not server_lease.lock(spool.alias).append(database, spool, entries, storage.append_journal_plain):
             return False
@@ -450,20 +469,30 @@ def _append_held(database: SharedDatabase, spool: Any, work: list[Any]) -> bool:
     if not storage.can_append_held(spool):
         return False
     if len(work) == 1:
-        model, _, items, _ = work[0]
-        if not storage.append_journal_held(model, items, spool, held):
+        if not _write_held(spool, work[0], held):
             return False
     else:
         try:
             with transaction.atomic(using=spool.alias):
-                for model, _, items, _ in work:
-                    if not storage.append_journal_held(model, items, spool, held):
+                for entry in work:
+                    if not _write_held(spool, entry, held):
                         raise _NotHeld
         except _NotHeld:
             return False
-    for model, _, items, _ in work:
-        tables[model].journaled(len(items))
+    for model, _, items, empty in work:
+        if empty:
+            tables.pop(model, None)  # as storage.delete_stored does: its next rows start a snapshot
+        else:
+            tables[model].journaled(len(items))
     return True
+
+
+def _write_held(spool: Any, entry: Any, held: tuple[str, str, int]) -> bool:
+    """One table of the fast path: its journal entry, or its stored rows removed if it became empty."""
+    model, _, items, empty = entry
+    if empty:
+        return storage.delete_stored_held(model, spool, held)
+    return storage.append_journal_held(model, items, spool, held)
 
 
 def compact(database: SharedDatabase, model: type[models.Model] | None = None) -> None:

@@ -61,6 +61,34 @@ def delete_stored(database: SharedDatabase | ClusterState, model: type[models.Mo
     database.tables.pop(model, None)
 
 
+def delete_stored_held(model: type[models.Model], spool: BaseDatabaseWrapper, held: tuple[str, str, int]) -> bool:
+    """Remove the stored rows of an emptied table if the lease row still is ``held``
+    = (name, owner, generation); False otherwise (nothing removed).
+
+    The removal of a flush's fast path (spool.py): written without the
+    in-memory lock like a journal append, since removing a large journal can
+    take longer than any slice of work should make the other threads wait.
+    Its snapshot row goes first, conditional on the lease row in the same
+    statement, then its journal in the same transaction.
+    """
+    application, modelname = registry.storage_key(model)
+    sql = _delete_held_sql.get(spool.vendor)
+    if sql is None:
+        quote = spool.ops.quote_name
+        sql = _delete_held_sql[spool.vendor] = (
+            f"DELETE FROM {quote(PersistentStorage._meta.db_table)} WHERE {quote('application')} = %s "
+            f"AND {quote('modelname')} = %s AND EXISTS (SELECT 1 FROM {quote(SpoolLease._meta.db_table)} l "
+            f"WHERE l.{quote('name')} = %s AND l.{quote('owner')} = %s AND l.{quote('generation')} = %s"
+            f"{_HELD_LOCK[spool.vendor]})"
+        )
+    with transaction.atomic(using=spool.alias):
+        if _execute(spool, sql, [application, modelname, *held]) == 0:
+            return False
+        _filter(PersistentJournal.objects.using(spool.alias), model).delete()
+    return True
+
+
+_delete_held_sql: dict[str, str] = {}
 _journal_sql: dict[tuple[str, bool], str] = {}
 _INSERTED = PersistentJournal._meta.get_field("inserted")
 

@@ -639,17 +639,20 @@ def arm(point: str | None) -> None:
 
         spool.changes_committed = before_flush
     elif point in ("journal", "journal-committed"):
-        append_journal = storage.append_journal
+        # The append of the full path (with a claim), and of the fast path (a table emptied
+        # by the transaction is removed in the fast path's transaction too).
+        for name in ("append_journal", "append_journal_held"):
+            append = getattr(storage, name)
 
-        def journal(model: Any, items: Any, spool_connection: Any) -> bool:
-            appended = append_journal(model, items, spool_connection)
-            if appended and point == "journal":
-                die(point, model=model.__name__)  # the INSERT ran, the transaction is open
-            elif appended:
-                transaction.on_commit(lambda: die(point, model=model.__name__), using=spool_connection.alias)
-            return appended
+            def journal(model: Any, items: Any, spool_connection: Any, *held: Any, append: Any = append) -> bool:
+                appended = bool(append(model, items, spool_connection, *held))
+                if appended and point == "journal":
+                    die(point, model=model.__name__)  # the INSERT ran, the transaction is open
+                elif appended:
+                    transaction.on_commit(lambda: die(point, model=model.__name__), using=spool_connection.alias)
+                return appended
 
-        storage.append_journal = journal
+            setattr(storage, name, journal)
     elif point in ("first-snapshot", "compaction"):
         write_snapshot = storage.write_snapshot
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.db import DatabaseError, connections
 
-from django_memdb import lifecycle, spool
+from django_memdb import lifecycle, rows, spool
 from django_memdb.exceptions import PersistenceError
 from tests.models import Persistent
 from tests.processes import KILLED, Child, Result, Scratch
@@ -79,7 +79,8 @@ class BlockedWrite:
         real = spool._append_held
 
         def append(database: Any, spool_connection: Any, work: Any) -> bool:
-            self.batches.append(sorted(item["fields"]["text"] for _, _, items, _ in work for item in items))
+            texts = (item["fields"]["text"] for _, _, items, _ in work for item in rows.as_items(items))
+            self.batches.append(sorted(texts))
             if len(self.batches) == 1:
                 self.entered.set()
                 assert self.release.wait(TIMEOUT)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from django_memdb import group_commit, spool
+from django_memdb import group_commit, rows, spool
 from tests import test_group_commit
 from tests.models import Persistent
 from tests.storage_view import assert_persisted
@@ -28,7 +28,7 @@ class HeldWrites:
         real = spool._append_held
 
         def append(database: Any, spool_connection: Any, work: Any) -> bool:
-            texts = sorted(item["fields"]["text"] for _, _, items, _ in work for item in items)
+            texts = sorted(item["fields"]["text"] for _, _, items, _ in work for item in rows.as_items(items))
             self.batches.append((threading.current_thread().name, texts))
             number = len(self.batches) - 1
             if number < held:

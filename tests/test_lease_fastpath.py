@@ -15,7 +15,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_memdb import lease, lifecycle, restore, server_lease, spool, storage
+from django_memdb import group_commit, lease, lifecycle, restore, server_lease, spool, storage
 from django_memdb.conf import conf
 from django_memdb.exceptions import PersistenceError
 from django_memdb.models import PersistentJournal, PersistentStorage, SpoolLease
@@ -120,6 +120,45 @@ class InProcessTests:
             Persistent.objects.create(text="third")
         assert len(captured.captured_queries) == 1  # held again
         assert_persisted(Persistent)
+
+    @pytest.mark.usefixtures("row_lease")
+    def test_an_emptied_table_is_removed_by_the_owner_without_the_lock(self, monkeypatch: Any) -> None:
+        # A large journal takes long to delete: not while every thread waits for the in-memory lock.
+        Persistent.objects.create(text="first")
+        Persistent.objects.create(text="second")
+        Other.objects.create(number=1)
+        generation = self._generation()
+        removals: list[bool] = []
+        delete_stored_held = storage.delete_stored_held
+
+        def removal(*args: Any) -> bool:
+            removals.append(group_commit.holds(self.database.lock))
+            return delete_stored_held(*args)
+
+        monkeypatch.setattr(storage, "delete_stored_held", removal)
+        with CaptureQueriesContext(connections[SPOOL]) as captured:
+            Persistent.objects.all().delete()
+        assert removals == [False] and not _lease_updates(captured)
+        assert self._generation() == generation
+        assert not PersistentStorage.objects.using(SPOOL).filter(modelname="Persistent").exists()
+        assert not PersistentJournal.objects.using(SPOOL).filter(modelname="Persistent").exists()
+        assert Persistent not in self.database.tables
+        Persistent.objects.create(text="again")  # a first snapshot again
+        assert_persisted(Persistent, Other)
+
+    @pytest.mark.usefixtures("row_lease")
+    def test_an_emptied_table_is_not_removed_under_a_lease_that_moved_on(self) -> None:
+        Persistent.objects.create(text="first")
+        Persistent.objects.create(text="second")
+        SpoolLease.objects.using(SPOOL).update(generation=F("generation") + 1)  # another process's load
+        bumped = self._generation()
+        with CaptureQueriesContext(connections[SPOOL]) as captured:
+            Persistent.objects.all().delete()
+        # The removal of the fast path removed nothing; the claim of the next batch did.
+        assert _lease_updates(captured)
+        assert self._generation() == bumped + 1 == self.database.lease_generation
+        assert not PersistentStorage.objects.using(SPOOL).filter(modelname="Persistent").exists()
+        assert not PersistentJournal.objects.using(SPOOL).filter(modelname="Persistent").exists()
 
     def test_a_lease_near_its_expiry_is_renewed_by_a_claim(self) -> None:
         Persistent.objects.create(text="first")
