@@ -18,7 +18,7 @@ from typing import Any
 from django.apps import apps
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import connections, router
 from django.db.backends.signals import connection_created
 
 from ..backend import hooks, shared
@@ -145,10 +145,7 @@ class MemDBCache(BaseCache):
         if self.persistent:
             # As for any persistent table: refused while its stored data cannot be
             # restored, and a write checks that this process may store it (lease).
-            # The router's checks, without the dispatch through DATABASE_ROUTERS.
-            from .. import lifecycle  # imports the models: not before the registry is ready
-
-            lifecycle.ensure_usable(self.model, write)
+            (router.db_for_write if write else router.db_for_read)(self.model)
         epoch = _Epoch.value
         if self._epoch != epoch:
             self._store = self._resolve()

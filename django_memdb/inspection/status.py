@@ -115,7 +115,8 @@ def status() -> Status:
     using = conf.MEMDB_SPOOL_DATABASE
     now = timezone.now()
     with database.lock:
-        database.write_held()
+        if getattr(database, "held", None):  # MemDBCache's sets held back (no such thing in cluster mode)
+            database.write_held()
         existing = lifecycle.existing_tables(database)
         pending = _pending_by_table(database)
         counts: dict[type[models.Model], int | None] = {}
