@@ -93,7 +93,10 @@ def _run(arguments: dict[str, Any], signal: Any, sender: Any, what: str) -> list
 
 
 def listening(model: type[models.Model]) -> bool:
-    """Whether a store_save receiver may change what is stored for ``model`` (it needs the items)."""
+    """Whether a store_save receiver may change what is stored for ``model`` (it needs the items).
+
+    No receiver at all (the common case) is known without has_listeners' lookup.
+    """
     signal = signals.store_save
     return bool(signal.receivers) and signal.has_listeners(model)
 
@@ -101,14 +104,12 @@ def listening(model: type[models.Model]) -> bool:
 def encode(model: type[models.Model], items: Iterable[dict[str, Any]]) -> tuple[bytes, str]:
     """The blob and codec to store for ``items`` of ``model``."""
     application, modelname = model._meta.app_label, model.__name__
-    signal = signals.store_save
-    # No receiver at all (the common case) is known without has_listeners' lookup.
-    if not signal.receivers or not signal.has_listeners(model):
+    if not listening(model):
         return rows.encode_items(items), ""
     if isinstance(items, rows.EncodedLines):  # a receiver connected after the rows were read
         items = items.decoded()
     arguments = _arguments(application, modelname, list(items), conf.MEMDB_PROCESS_ENCODE)
-    processors = _run(arguments, signal, model, "encoding")
+    processors = _run(arguments, signals.store_save, model, "encoding")
     data = arguments["data"]
     if isinstance(data, (bytes, bytearray, memoryview)):
         blob = bytes(data)

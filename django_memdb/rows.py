@@ -275,15 +275,8 @@ def encode_items(items: Iterable[Any], chunk_size: int = 10_000) -> bytes:
     if isinstance(items, EncodedLines):
         return join_encoded(items)
     if isinstance(items, list) and len(items) <= chunk_size:  # a journal entry: one chunk
-        return b"[\n" + ",\n".join(map(_encode_json, items)).encode("utf-8") + b"\n]"
-    out = bytearray(b"[\n")
-    encoded = map(_encode_json, items)
-    while chunk := list(islice(encoded, chunk_size)):
-        if len(out) > 2:
-            out += b",\n"
-        out += ",\n".join(chunk).encode("utf-8")
-    out += b"\n]"
-    return bytes(out)
+        return join_encoded(list(map(_encode_json, items)), chunk_size)
+    return join_encoded(map(_encode_json, items), chunk_size)
 
 
 def encode_item(item: dict[str, Any]) -> str:
@@ -296,13 +289,13 @@ def encode_item(item: dict[str, Any]) -> str:
 JOIN_CHUNK = 2000
 
 
-def join_encoded(lines: Iterable[str]) -> bytes:
-    """The stored list of items encoded one by one with ``encode_item``, as encode_items writes it."""
-    if isinstance(lines, list) and len(lines) <= JOIN_CHUNK:
+def join_encoded(lines: Iterable[str], chunk_size: int = JOIN_CHUNK) -> bytes:
+    """The stored list of items encoded one by one with ``encode_item``, joined ``chunk_size`` at a time."""
+    if isinstance(lines, list) and len(lines) <= chunk_size:
         return b"[\n" + ",\n".join(lines).encode("utf-8") + b"\n]"
     out = bytearray(b"[\n")
     lines = iter(lines)
-    while chunk := list(islice(lines, JOIN_CHUNK)):
+    while chunk := list(islice(lines, chunk_size)):
         if len(out) > 2:
             out += b",\n"
         out += ",\n".join(chunk).encode("utf-8")

@@ -188,8 +188,7 @@ class SQLiteStore:
         """Several statements as one: a transaction, or a savepoint inside this thread's own."""
         conn = self.connection
         with self.lock:
-            if self.database.held:
-                self.database.write_held()
+            self.database.write_held()
             if conn.in_transaction:
                 conn.execute("SAVEPOINT django_memdb_cache")
                 try:
@@ -213,8 +212,7 @@ class SQLiteStore:
         """One statement; a transaction it opened implicitly (autocommit off elsewhere) is committed."""
         conn = self.connection
         with self.lock:
-            if self.database.held:
-                self.database.write_held()
+            self.database.write_held()
             opened = not conn.in_transaction
             cursor = conn.execute(sql, params)
             if opened and conn.in_transaction:
@@ -260,8 +258,7 @@ class SQLiteStore:
         if not keys:
             return found
         with self.lock:
-            if self.database.held:
-                self.database.write_held()
+            self.database.write_held()
             rows = self.connection.execute(self._get_many.format(", ".join("?" * len(keys))), keys).fetchall()
             expired, stale = [], []
             for key, value, kind, expires, accessed in rows:
@@ -279,8 +276,7 @@ class SQLiteStore:
 
     def has_key(self, key: str, now: float) -> bool:
         with self.lock:
-            if self.database.held:
-                self.database.write_held()
+            self.database.write_held()
             return self.connection.execute(self._has, (key, now)).fetchone() is not None
 
     def read(self, key: str, now: float) -> tuple[bytes, int, float | None] | None:
@@ -293,8 +289,7 @@ class SQLiteStore:
     def _write(self, sql: str, params: Any, changed: dict[str, Any] | None) -> sqlite3.Cursor:
         """One write statement; the read copy learns what it changed (None: forget the copy)."""
         with self.lock:
-            if self.database.held:
-                self.database.write_held()  # first: their write is not this statement's change
+            self.database.write_held()  # first: their write is not this statement's change
             before = self.connection.total_changes
             cursor = self._run(sql, params)
             self.copy.wrote(before, changed)
@@ -307,8 +302,7 @@ class SQLiteStore:
         """
         conn = self.connection
         with self.lock:
-            if self.database.held:
-                self.database.write_held()
+            self.database.write_held()
             opened = not conn.in_transaction
             before = conn.total_changes
             inserted = conn.execute(sql, (*params, self.seq if self.local else self.cache, *more)).rowcount > 0
@@ -413,8 +407,7 @@ class SQLiteStore:
 
     def count(self) -> int:
         with self.lock:
-            if self.database.held:
-                self.database.write_held()
+            self.database.write_held()
             return int(self.connection.execute(
                 f"SELECT count(*) FROM {_quote(self._table)} WHERE cache = ?", (self.cache,)
             ).fetchone()[0])
