@@ -60,16 +60,16 @@ def child(params: dict[str, Any]) -> dict[str, float]:
     for thread in threads:
         thread.start()
     start.wait()
-    started = clock()
+    started, cpu = clock(), time.process_time()
     time.sleep(seconds)
     stop.set()
     for thread in threads:
         thread.join()
-    elapsed = clock() - started
-    return {"creates_per_s": sum(done) / elapsed}
+    elapsed, cpu = clock() - started, time.process_time() - cpu
+    return {"creates_per_s": sum(done) / elapsed, "cpu_us": cpu / max(1, sum(done)) * 1e6}
 
 
-def run_one(env: dict[str, str], threads: int, seconds: float) -> float:
+def run_one(env: dict[str, str], threads: int, seconds: float) -> dict[str, float]:
     params = json.dumps({"threads": threads, "seconds": seconds})
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.threads", "--child", params], cwd=ROOT, capture_output=True,
@@ -78,7 +78,7 @@ def run_one(env: dict[str, str], threads: int, seconds: float) -> float:
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{threads} threads failed: {done.stderr.strip().splitlines()[-1:]}")
-    return float(json.loads(lines[-1][len(MARK):])["creates_per_s"])
+    return {key: float(value) for key, value in json.loads(lines[-1][len(MARK):]).items()}
 
 
 def run(kinds: Sequence[str], counts: Sequence[int], seconds: float) -> str:
@@ -90,13 +90,14 @@ def run(kinds: Sequence[str], counts: Sequence[int], seconds: float) -> str:
             with scratch_database(kind) as env:
                 migrate(env)
                 measured[threads] = run_one(env, threads, seconds)
-        base = measured[counts[0]]
+        base = measured[counts[0]]["creates_per_s"]
         for threads in counts:
+            rate = measured[threads]["creates_per_s"]
             rows.append([
                 f"{kind}" + (" (file under $TMPDIR)" if kind == "sqlite" else ""), str(threads),
-                f"{measured[threads]:,.0f}", f"{measured[threads] / base:.2f}x",
+                f"{rate:,.0f}", f"{rate / base:.2f}x", f"{measured[threads]['cpu_us']:,.0f}",
             ])
-    headers = ["default database", "threads", "creates/s", f"vs {counts[0]} thread(s)"]
+    headers = ["default database", "threads", "creates/s", f"vs {counts[0]} thread(s)", "CPU µs/create"]
     return (
         f"Persisted creates per second, policy commit, {seconds:g} s per count "
         f"(one run; machine: {os.cpu_count()} CPUs)\n\n" + table(headers, rows)

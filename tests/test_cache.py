@@ -27,7 +27,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django_memdb.cache import MemDBCache, codec
 from django_memdb.cache.models import CacheEntry
 from django_memdb.cache.read_copy import ReadCopy
-from django_memdb.cache.sqlite_store import HELD
+from django_memdb.cache.sqlite_store import COUNTED, HELD, STATE
 from django_memdb.cache.wal_header import WalHeader
 from django_memdb.inspection.status import status
 from tests.processes import KILLED, Scratch
@@ -285,6 +285,43 @@ def test_held_sets_keep_the_bound_and_the_reads_right() -> None:
 
 
 @memdb
+def test_held_sets_with_room_are_counted_once_and_the_count_stays_true() -> None:
+    """Held sets that cannot overflow skip the per-row triggers: the store counts them, and every
+    other way to add or remove rows (the triggers, the ORM, eviction) keeps the same count."""
+    cache = _cache("counted", MAX_ENTRIES=400, CULL_FREQUENCY=4)
+    store = cache._entries()
+    conn = connections["django_memdb"]
+
+    def check() -> list[int]:
+        store.write_held()
+        rows = CacheEntry.objects.filter(cache="counted")
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT entries FROM {STATE} WHERE cache = %s", ["counted"])
+            (entries,) = cursor.fetchone()
+        assert entries == rows.count() == len(cache)
+        return sorted({kind for kind in rows.values_list("kind", flat=True)})
+
+    for number in range(HELD):
+        cache.set(f"k{number}", {"n": number} if number % 2 else (number,))  # JSON and pickled
+    assert check() == [codec.JSON | COUNTED, codec.PICKLE | COUNTED]  # counted by the store
+    for number in range(0, HELD, 4):
+        cache.set(f"k{number}", number)  # replaced, not counted again
+    cache.add("added", 1)  # the triggers count it
+    assert check() == [codec.JSON, codec.JSON | COUNTED, codec.PICKLE | COUNTED]
+    cache.delete("k1")
+    CacheEntry.objects.filter(key__endswith=":k3").delete()
+    check()
+    store.copy.entries.clear()  # read from the table: the COUNTED bit is not the value's kind
+    assert cache.get("k4") == 4 and cache.get("k5") == {"n": 5} and cache.get("k6") == (6,)
+    assert cache.get_many(["k7", "k8"]) == {"k7": {"n": 7}, "k8": 8} and cache.incr("k8") == 9
+    for number in range(1000):  # held sets that may overflow go through the triggers, which evict
+        cache.set(f"more{number}", number)
+        if number % 97 == 0:
+            assert check() and len(cache) <= 400
+    assert cache.get("more999") == 999
+
+
+@memdb
 def test_read_entries_outlive_entries_only_written() -> None:
     """The Zipf stream of benchmarks/cache.py, smaller: at least LocMemCache's hit rate."""
     rng = random.Random(3)
@@ -402,7 +439,7 @@ def test_entries_live_in_the_in_memory_database() -> None:
     caches["memdb"].set("where", "here")
     with connections["django_memdb"].cursor() as cursor:
         cursor.execute("SELECT cache, kind FROM memdb_cache_cacheentry WHERE key = %s", ["tests\x1f:1:where"])
-        assert cursor.fetchall() == [("tests", codec.JSON)]
+        assert cursor.fetchall() == [("tests", codec.JSON | COUNTED)]  # a held set, counted by the store
     caches["memdb"].delete("where")
 
 

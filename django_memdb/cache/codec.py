@@ -65,7 +65,8 @@ def encode(value: Any, protocol: int = pickle.HIGHEST_PROTOCOL) -> tuple[bytes, 
 
 
 def decode(data: bytes, kind: int) -> Any:
-    if kind == JSON:
+    """``kind`` as stored: bits above the lowest are bookkeeping (sqlite_store.COUNTED)."""
+    if not kind & PICKLE:
         text = data.decode("utf-8")
         value, end = _scan(text, 0)
         if end != len(text):

@@ -18,7 +18,9 @@ class CacheEntryBase(models.Model):
     key = models.TextField(primary_key=True)
     cache = models.CharField(max_length=100, help_text="The LOCATION of the cache that owns the entry.")
     value = models.BinaryField()
-    kind = models.PositiveSmallIntegerField(help_text="0: UTF-8 JSON, 1: pickle.")
+    kind = models.PositiveSmallIntegerField(
+        help_text="0: UTF-8 JSON, 1: pickle; plus 2 when the cache counted the row itself."
+    )
     expires = models.FloatField(null=True, blank=True, help_text="Unix time; empty: never.")
     accessed = models.BigIntegerField(default=0, help_text="Recency stamp for LRU eviction.")
 

@@ -22,7 +22,7 @@ transaction may roll back what it reads.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 from .wal_header import WalHeader, commits_between
 
@@ -123,11 +123,15 @@ class ReadCopy:
         else:
             data_version = self._data_version()
         if changed is not None and version is not None and version == (data_version, before):
-            for key, entry in changed.items():
-                if entry is None:
-                    self.entries.pop(key, None)
-                else:
-                    self.keep(key, entry)
+            entries = self.entries
+            if len(entries) + len(changed) <= self.bound and None not in changed.values():
+                entries.update(cast("dict[str, Entry]", changed))  # the sets held back: one call for all
+            else:
+                for key, entry in changed.items():
+                    if entry is None:
+                        entries.pop(key, None)
+                    else:
+                        self.keep(key, entry)
         else:
             self.entries.clear()
         # Empty, or updated by this write only: current for the version as it is now.

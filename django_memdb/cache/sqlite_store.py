@@ -17,7 +17,10 @@ first), in the transaction of that insert.
 
 In ``process`` mode a cache that is not persistent holds its sets back and
 writes them in one statement, up to ``HELD`` at a time (write-behind): the
-statement's triggers are most of a set's cost, the statement per set the rest.
+statement per set and its triggers were most of a set's cost. When the held
+sets cannot take the cache past its bound, the rows are written with the
+kind's ``COUNTED`` bit, which the triggers skip, and counted in one update
+of the state row: the triggers cost more than the rows themselves.
 The database is the process's own, and every way to read it writes them
 first: the store's other operations, any statement of the alias (the ORM,
 the admin), the start of a transaction (a rollback must not take them), and
@@ -52,6 +55,8 @@ _MOST_WITHOUT_EVICTION = 3
 BOOST = 2
 # Sets a process-mode store holds back at most (about 2 ms of writing under the lock).
 HELD = 128
+# Added to the kind of a row whose insert the writing store counts itself (codec.decode ignores it).
+COUNTED = 2
 
 
 def _quote(name: str) -> str:
@@ -88,6 +93,11 @@ class SQLiteStore:
         self._get = f"SELECT value, kind, expires, accessed FROM {t} WHERE key = ?"
         self._get_many = f"SELECT key, value, kind, expires, accessed FROM {t} WHERE key IN ({{}})"
         self._seq = f"SELECT seq, entries FROM {STATE} WHERE tbl = {_literal(table)} AND cache = ?"
+        self._room = f"SELECT seq, max_entries - entries FROM {STATE} WHERE tbl = {_literal(table)} AND cache = ?"
+        self._counted = (
+            f"UPDATE {STATE} SET entries = entries + ?, seq = seq + ? WHERE tbl = {_literal(table)} AND cache = ?"
+        )
+        self._present = f"SELECT count(*) FROM {t} WHERE key IN ({{}})"
         # An entry read while older than this many inserts gets a new stamp: recently read
         # entries stay out of the evicted part without a write on every read.
         self.window = max(1, (max_entries - max(cull, 0)) // 2)
@@ -144,10 +154,12 @@ class SQLiteStore:
             f"DROP TRIGGER IF EXISTS {_quote(name + '_ins')}",
             # SQLite runs the triggers of an event newest first: the count is up to date when
             # the eviction's condition is checked, so the eviction trigger is created first.
+            # Rows whose kind has the COUNTED bit are counted by the statement's writer (write_held).
             f"CREATE TRIGGER IF NOT EXISTS {_quote(name + '_evict')} AFTER INSERT ON {t} "
-            f"WHEN (SELECT entries > max_entries FROM {STATE} WHERE {where}) BEGIN "
+            f"WHEN NEW.kind < {COUNTED} AND (SELECT entries > max_entries FROM {STATE} WHERE {where}) BEGIN "
             f"DELETE FROM {t} WHERE key IN ({victims}); END",
-            f"CREATE TRIGGER IF NOT EXISTS {_quote(name + '_count')} AFTER INSERT ON {t} BEGIN "
+            f"CREATE TRIGGER IF NOT EXISTS {_quote(name + '_count')} AFTER INSERT ON {t} "
+            f"WHEN NEW.kind < {COUNTED} BEGIN "
             f"UPDATE {STATE} SET entries = entries + 1, seq = seq + 1 WHERE {where}; END",
             f"CREATE TRIGGER IF NOT EXISTS {_quote(name + '_del')} "
             f"AFTER DELETE ON {t} BEGIN "
@@ -340,14 +352,25 @@ class SQLiteStore:
         if not held:
             return
         cache, conn = self.cache, self.connection
-        stamp = self.seq
-        entries: dict[str, Any] = {key: (*entry, stamp + number) for number, (key, entry) in enumerate(held.items())}
         try:
             # The savepoint of transaction() if a transaction is open (not begun through the alias).
             with self.transaction():
                 before = conn.total_changes  # after the other stores' held sets, which transaction() wrote
-                seq = conn.execute(self._seq, (cache,)).fetchone()[0]
-                conn.executemany(self._set, [(key, cache, *entry) for key, entry in entries.items()])
+                seq, room = conn.execute(self._room, (cache,)).fetchone()
+                # No insert can take the cache past its bound: the new keys are counted here, once,
+                # instead of in the triggers of every row (which skip COUNTED rows).
+                counted = len(held) <= room
+                bits = COUNTED if counted else 0
+                rows = [
+                    (key, cache, value, kind | bits, expires, seq + number)
+                    for number, (key, (value, kind, expires)) in enumerate(held.items())
+                ]
+                if counted:
+                    keys = list(held)
+                    present = conn.execute(self._present.format(", ".join("?" * len(keys))), keys).fetchone()[0]
+                conn.executemany(self._set, rows)
+                if counted:
+                    conn.execute(self._counted, (len(keys) - present, len(keys), cache))
                 self.seq, self.entries = conn.execute(self._seq, (cache,)).fetchone()
         except sqlite3.Error as exc:
             # Written on the way to any statement of the alias: its own error is not this one.
@@ -356,8 +379,8 @@ class SQLiteStore:
             self.copy.wrote(0, None)
             return
         # A new key changes its row and the state row, a replaced key its row: more is an eviction.
-        evicted = conn.total_changes - before > len(held) + (self.seq - seq)
-        self.copy.wrote(before, None if evicted else entries)
+        evicted = not counted and conn.total_changes - before > len(held) + (self.seq - seq)
+        self.copy.wrote(before, None if evicted else {row[0]: row[2:] for row in rows})
 
     def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
         cache = self.cache
