@@ -366,11 +366,10 @@ class SQLiteStore:
                     for number, (key, (value, kind, expires)) in enumerate(held.items())
                 ]
                 if counted:
-                    keys = list(held)
-                    present = conn.execute(self._present.format(", ".join("?" * len(keys))), keys).fetchone()[0]
+                    present = conn.execute(self._present.format(", ".join("?" * len(held))), list(held)).fetchone()[0]
                 conn.executemany(self._set, rows)
                 if counted:
-                    conn.execute(self._counted, (len(keys) - present, len(keys), cache))
+                    conn.execute(self._counted, (len(held) - present, len(held), cache))
                 self.seq, self.entries = conn.execute(self._seq, (cache,)).fetchone()
         except sqlite3.Error as exc:
             # Written on the way to any statement of the alias: its own error is not this one.
