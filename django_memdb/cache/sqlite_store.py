@@ -13,7 +13,10 @@ of the host agrees on it: a state row per cache counts the entries and hands
 out recency stamps (in ``process`` mode, where only this process inserts, the
 store passes them itself), and triggers keep the count and evict the least recently
 used entries when an insert takes the cache past its bound (expired entries
-first), in the transaction of that insert.
+first), in the transaction of that insert. In ``process`` mode the eviction
+takes the time from the state row, which the store moves before it inserts
+(each batch of held sets, single sets at most a second apart): a function in
+a trigger would make every insert of a batch keep a statement journal.
 
 In ``process`` mode a cache that is not persistent holds its sets back and
 writes them in one statement, up to ``HELD`` at a time (write-behind): the
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -57,6 +61,8 @@ BOOST = 2
 HELD = 128
 # Added to the kind of a row whose insert the writing store counts itself (codec.decode ignores it).
 COUNTED = 2
+# Values are bound as bytearray: sqlite3 binds it as it is, while bytes goes through its adapter
+# registry (a failed attribute lookup, and so an exception, per value).
 
 
 def _quote(name: str) -> str:
@@ -81,7 +87,9 @@ class SQLiteStore:
         state = f"(SELECT {{}} FROM {STATE} WHERE tbl = {_literal(table)} AND cache = ?)"
         seq = state.format("seq")
         self._table = table
-        self._setup_sql = self._setup_statements(table, t)
+        # Only this process inserts into a database of its own (process mode), see below.
+        self.local = not getattr(database.mode, "shared_by_processes", True)
+        self._setup_sql = self._setup_statements(table, t, self.local)
         self._state_sql = (
             f"INSERT INTO {STATE} (tbl, cache, entries, seq, max_entries, cull) "
             f"VALUES ({_literal(table)}, ?, (SELECT count(*) FROM {t} WHERE cache = ?), "
@@ -97,7 +105,8 @@ class SQLiteStore:
         self._counted = (
             f"UPDATE {STATE} SET entries = entries + ?, seq = seq + ? WHERE tbl = {_literal(table)} AND cache = ?"
         )
-        self._present = f"SELECT count(*) FROM {t} WHERE key IN ({{}})"
+        self._clock = f"UPDATE {STATE} SET now = max(now, ?) WHERE tbl = {_literal(table)} AND cache = ?"
+        self._clock_at = 0.0
         # An entry read while older than this many inserts gets a new stamp: recently read
         # entries stay out of the evicted part without a write on every read.
         self.window = max(1, (max_entries - max(cull, 0)) // 2)
@@ -108,12 +117,10 @@ class SQLiteStore:
         self.restamp_from = max(0, max_entries - max(cull, 0))
         self._reads = 0
         self.provisional = False
-        shared = getattr(database.mode, "shared_by_processes", True)
-        self.copy = ReadCopy(self.connection, max_entries, shared)
-        # Only this process inserts into a database of its own, so self.seq follows the state's
-        # seq: a write passes its stamp instead of reading it with a subquery. In host mode the
-        # other processes' inserts move it: the statement reads it.
-        self.local = not shared
+        self.copy = ReadCopy(self.connection, max_entries, not self.local)
+        # In a database of its own, self.seq follows the state's seq: a write passes its stamp
+        # instead of reading it with a subquery. In host mode the other processes' inserts
+        # move it: the statement reads it.
         # Sets held back (write-behind, see the module docstring): key -> (value, kind, expires).
         self.holds = hold and self.local
         self.held: dict[str, tuple[bytes, int, float | None]] = {}
@@ -129,6 +136,10 @@ class SQLiteStore:
             "expires = excluded.expires, accessed = excluded.accessed"
         )
         self._add = self._set + f" WHERE {t}.expires <= ?"
+        # For keys known to be absent (write_held): OR FAIL, so that no statement journal is kept.
+        self._insert_new = (
+            f"INSERT OR FAIL INTO {t} (key, cache, value, kind, expires, accessed) VALUES (?, ?, ?, ?, ?, ?)"
+        )
         self._touch = f"UPDATE {t} SET expires = ?, accessed = {seq} WHERE key = ? AND {_LIVE}"
         self._delete = f"DELETE FROM {t} WHERE key = ?"
         self._delete_many = f"DELETE FROM {t} WHERE key IN ({{}})"
@@ -138,18 +149,22 @@ class SQLiteStore:
         self._clear = f"DELETE FROM {t} WHERE cache = ?"
 
     @staticmethod
-    def _setup_statements(table: str, t: str) -> list[str]:
+    def _setup_statements(table: str, t: str, local: bool) -> list[str]:
         where = f"tbl = {_literal(table)} AND cache = NEW.cache"
+        # In a database of the process's own, the time is the state row's clock, which the store
+        # moves before it inserts: a function in a trigger makes each insert inside a transaction
+        # (a batch of held sets) keep a statement journal, a copy of every page it changes.
+        now = f"(SELECT now FROM {STATE} WHERE {where})" if local else _NOW
         victims = (
             f"SELECT key FROM {t} WHERE cache = NEW.cache AND key <> NEW.key "
-            f"ORDER BY (expires IS NOT NULL AND expires <= {_NOW}) DESC, accessed "
+            f"ORDER BY (expires IS NOT NULL AND expires <= {now}) DESC, accessed "
             f"LIMIT (SELECT cull FROM {STATE} WHERE {where})"
         )
         name = "django_memdb_cache_" + table
         return [
             f"CREATE TABLE IF NOT EXISTS {STATE} (tbl TEXT NOT NULL, cache TEXT NOT NULL, "
             "entries INTEGER NOT NULL, seq INTEGER NOT NULL, max_entries INTEGER NOT NULL, "
-            "cull INTEGER NOT NULL, PRIMARY KEY (tbl, cache))",
+            "cull INTEGER NOT NULL, now REAL NOT NULL DEFAULT 0, PRIMARY KEY (tbl, cache))",
             # Before 1.2 one trigger counted and evicted, running the eviction's query on every insert.
             f"DROP TRIGGER IF EXISTS {_quote(name + '_ins')}",
             # SQLite runs the triggers of an event newest first: the count is up to date when
@@ -163,7 +178,10 @@ class SQLiteStore:
             f"UPDATE {STATE} SET entries = entries + 1, seq = seq + 1 WHERE {where}; END",
             f"CREATE TRIGGER IF NOT EXISTS {_quote(name + '_del')} "
             f"AFTER DELETE ON {t} BEGIN "
-            f"UPDATE {STATE} SET entries = entries - 1 WHERE tbl = {_literal(table)} AND cache = OLD.cache; END",
+            # OR FAIL: nested in the eviction trigger, an UPDATE that may abort makes every insert
+            # inside a transaction keep a statement journal (write_held's plain inserts then keep none).
+            f"UPDATE OR FAIL {STATE} SET entries = entries - 1 "
+            f"WHERE tbl = {_literal(table)} AND cache = OLD.cache; END",
         ]
 
     def setup(self) -> None:
@@ -316,7 +334,10 @@ class SQLiteStore:
         with self.lock:
             self.database.write_held()
             opened = not conn.in_transaction
-            before = conn.total_changes
+            before = mark = conn.total_changes
+            if self.local:
+                self._tick(time.time(), every=1.0)
+                mark = conn.total_changes
             inserted = conn.execute(sql, (*params, self.seq if self.local else self.cache, *more)).rowcount > 0
             if opened and conn.in_transaction:
                 conn.commit()
@@ -324,13 +345,20 @@ class SQLiteStore:
                 return False
             # The row, and the state row's update for a new key; an eviction adds at least
             # two changes per evicted entry (its deletion, the count), capture one per row.
-            changes = conn.total_changes - before
+            changes = conn.total_changes - mark
             accessed = self.seq
             if changes >= 2:
                 self.seq += 1
                 self.entries += 1
             self.copy.wrote(before, {key: (*entry, accessed)} if changes <= _MOST_WITHOUT_EVICTION else None)
             return True
+
+    def _tick(self, now: float, every: float = 0.0) -> None:
+        """Move the state row's clock, which the eviction trigger of a process-mode database reads
+        to evict expired entries first (under the lock; at most ``every`` seconds late)."""
+        if now - self._clock_at >= every:
+            self.connection.execute(self._clock, (now, self.cache))
+            self._clock_at = now
 
     def set(self, key: str, value: bytes, kind: int, expires: float | None) -> None:
         if self.holds:
@@ -343,7 +371,7 @@ class SQLiteStore:
                     if len(held) >= HELD:
                         self.write_held()
                     return
-        self._insert(self._set, key, (key, self.cache, value, kind, expires), (value, kind, expires))
+        self._insert(self._set, key, (key, self.cache, bytearray(value), kind, expires), (value, kind, expires))
 
     def write_held(self) -> None:
         """Write the sets held back, in one statement (under the lock, any thread)."""
@@ -352,24 +380,29 @@ class SQLiteStore:
         if not held:
             return
         cache, conn = self.cache, self.connection
+        keys = list(held)
         try:
             # The savepoint of transaction() if a transaction is open (not begun through the alias).
             with self.transaction():
                 before = conn.total_changes  # after the other stores' held sets, which transaction() wrote
+                # Replaced keys go first (their delete trigger counts them out): the rows are then
+                # plain inserts, whose statement needs no statement journal (an upsert's does, with
+                # triggers on the table: a copy of every page it changes, inside a transaction).
+                conn.execute(self._delete_many.format(", ".join("?" * len(keys))), keys)
+                self._tick(time.time())
                 seq, room = conn.execute(self._room, (cache,)).fetchone()
                 # No insert can take the cache past its bound: the new keys are counted here, once,
                 # instead of in the triggers of every row (which skip COUNTED rows).
-                counted = len(held) <= room
+                counted = len(keys) <= room
                 bits = COUNTED if counted else 0
                 rows = [
-                    (key, cache, value, kind | bits, expires, seq + number)
+                    (key, cache, bytearray(value), kind | bits, expires, seq + number)
                     for number, (key, (value, kind, expires)) in enumerate(held.items())
                 ]
+                inserting = conn.total_changes
+                conn.executemany(self._insert_new, rows)
                 if counted:
-                    present = conn.execute(self._present.format(", ".join("?" * len(held))), list(held)).fetchone()[0]
-                conn.executemany(self._set, rows)
-                if counted:
-                    conn.execute(self._counted, (len(held) - present, len(held), cache))
+                    conn.execute(self._counted, (len(keys), len(keys), cache))
                 self.seq, self.entries = conn.execute(self._seq, (cache,)).fetchone()
         except sqlite3.Error as exc:
             # Written on the way to any statement of the alias: its own error is not this one.
@@ -377,27 +410,34 @@ class SQLiteStore:
                            cache, len(held), exc)
             self.copy.wrote(0, None)
             return
-        # A new key changes its row and the state row, a replaced key its row: more is an eviction.
-        evicted = not counted and conn.total_changes - before > len(held) + (self.seq - seq)
-        self.copy.wrote(before, None if evicted else {row[0]: row[2:] for row in rows})
+        # Each insert changes its row and, through the count trigger, the state row: more is an eviction.
+        evicted = not counted and conn.total_changes - inserting > 2 * len(keys)
+        self.copy.wrote(before, None if evicted else {
+            key: (value, kind | bits, expires, seq + number)
+            for number, (key, (value, kind, expires)) in enumerate(held.items())
+        })
 
     def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
         cache = self.cache
         with self.lock:
             with self.transaction() as conn:
+                if self.local:
+                    self._tick(time.time())
                 conn.executemany(self._set, [
-                    (key, cache, value, kind, expires, self.seq + number if self.local else cache)
+                    (key, cache, bytearray(value), kind, expires, self.seq + number if self.local else cache)
                     for number, (key, value, kind) in enumerate(items)
                 ])
                 self.seq, self.entries = conn.execute(self._seq, (cache,)).fetchone()
             self.copy.wrote(0, None)  # evictions unknown: forgotten
 
     def add(self, key: str, value: bytes, kind: int, expires: float | None, now: float) -> bool:
-        return self._insert(self._add, key, (key, self.cache, value, kind, expires), (value, kind, expires), now)
+        return self._insert(
+            self._add, key, (key, self.cache, bytearray(value), kind, expires), (value, kind, expires), now
+        )
 
     def replace_value(self, key: str, value: bytes, kind: int) -> None:
         """Inside ``transaction``: the copy is forgotten once it commits (total_changes moved)."""
-        self.connection.execute(self._replace_value, (value, kind, key))
+        self.connection.execute(self._replace_value, (bytearray(value), kind, key))
 
     def touch(self, key: str, expires: float | None, now: float) -> bool:
         return self._write(self._touch, (expires, self.cache, key, now), {key: None}).rowcount > 0
