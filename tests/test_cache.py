@@ -25,11 +25,14 @@ from django.db import connections, transaction
 from django.utils.safestring import SafeString, mark_safe
 
 from django_memdb.cache import MemDBCache, codec
-from django_memdb.cache.models import CacheEntry
+from django_memdb.cache.models import CacheEntry, PersistentCacheEntry
 from django_memdb.cache.read_copy import ReadCopy
 from django_memdb.cache.sqlite_store import COUNTED, HELD, STATE
 from django_memdb.cache.wal_header import WalHeader
+from django_memdb.exceptions import RestoreError
 from django_memdb.inspection.status import status
+from django_memdb.models import PersistentStorage
+from django_memdb.tools.restore import restore
 from tests.processes import KILLED, Scratch
 from tests.servers import Server, Worker
 
@@ -550,6 +553,31 @@ def test_a_persistent_cache_survives_a_killed_process(scratch: Scratch, durabili
     time.sleep(1.1)
     assert _ask(second, "memdb_persistent", "get", "expiring") is None  # expiry survives the restart
     assert stored_before, "the persistent cache was journaled"
+
+
+@memdb
+def test_a_persistent_cache_whose_entries_cannot_be_restored_refuses_reads_too() -> None:
+    # Reads skip the router's checks while the database is restored without failures:
+    # a failed restore must still refuse them, also to a backend that has read before.
+    cache = _cache("blocked", PERSISTENT=True)
+    cache.set("k", {"v": 1})
+    assert cache.get("k") == {"v": 1}
+    label = PersistentCacheEntry._meta.label
+    stored = PersistentStorage.objects.filter(modelname=PersistentCacheEntry.__name__)
+    assert stored.exists()
+    good = {row.pk: bytes(row.data) for row in stored}
+    stored.update(data=b"\x00 not json")
+    with pytest.raises(RestoreError) as caught:
+        restore(list(PersistentStorage.objects.all()))
+    assert label in str(caught.value)
+    with pytest.raises(RestoreError):
+        cache.get("k")
+    with pytest.raises(RestoreError):
+        cache.set("k", 2)
+    for pk, data in good.items():
+        PersistentStorage.objects.filter(pk=pk).update(data=data)
+    restore()
+    assert cache.get("k") == {"v": 1}
 
 
 @pytest.mark.processes

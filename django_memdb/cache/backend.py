@@ -142,11 +142,15 @@ class MemDBCache(BaseCache):
         return store
 
     def _entries(self, write: bool = False) -> Any:
+        epoch = _Epoch.value
         if self.persistent:
             # As for any persistent table: refused while its stored data cannot be
             # restored, and a write checks that this process may store it (lease).
-            (router.db_for_write if write else router.db_for_read)(self.model)
-        epoch = _Epoch.value
+            # A read of a restored database without failures needs neither (the
+            # router's checks cost more than the read).
+            database = getattr(self._store, "database", None) if self._epoch == epoch else None
+            if write or database is None or not database.ready or database.failed:
+                (router.db_for_write if write else router.db_for_read)(self.model)
         if self._epoch != epoch:
             self._store = self._resolve()
             self._epoch = epoch
