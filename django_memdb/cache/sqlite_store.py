@@ -334,10 +334,9 @@ class SQLiteStore:
         with self.lock:
             self.database.write_held()
             opened = not conn.in_transaction
-            before = mark = conn.total_changes
-            if self.local:
-                self._tick(time.time(), every=1.0)
-                mark = conn.total_changes
+            before = conn.total_changes
+            self._tick(time.time(), every=1.0)
+            mark = conn.total_changes
             inserted = conn.execute(sql, (*params, self.seq if self.local else self.cache, *more)).rowcount > 0
             if opened and conn.in_transaction:
                 conn.commit()
@@ -355,8 +354,9 @@ class SQLiteStore:
 
     def _tick(self, now: float, every: float = 0.0) -> None:
         """Move the state row's clock, which the eviction trigger of a process-mode database reads
-        to evict expired entries first (under the lock; at most ``every`` seconds late)."""
-        if now - self._clock_at >= every:
+        to evict expired entries first (under the lock; at most ``every`` seconds late). Host
+        mode's trigger asks SQLite for the time: nothing to move."""
+        if self.local and now - self._clock_at >= every:
             self.connection.execute(self._clock, (now, self.cache))
             self._clock_at = now
 
@@ -395,12 +395,15 @@ class SQLiteStore:
                 # instead of in the triggers of every row (which skip COUNTED rows).
                 counted = len(keys) <= room
                 bits = COUNTED if counted else 0
-                rows = [
-                    (key, cache, bytearray(value), kind | bits, expires, seq + number)
+                entries: dict[str, Any] = {  # the read copy's entries (read_copy.Entry)
+                    key: (value, kind | bits, expires, seq + number)
                     for number, (key, (value, kind, expires)) in enumerate(held.items())
-                ]
+                }
                 inserting = conn.total_changes
-                conn.executemany(self._insert_new, rows)
+                conn.executemany(self._insert_new, [
+                    (key, cache, bytearray(value), kind, expires, accessed)
+                    for key, (value, kind, expires, accessed) in entries.items()
+                ])
                 if counted:
                     conn.execute(self._counted, (len(keys), len(keys), cache))
                 self.seq, self.entries = conn.execute(self._seq, (cache,)).fetchone()
@@ -412,17 +415,13 @@ class SQLiteStore:
             return
         # Each insert changes its row and, through the count trigger, the state row: more is an eviction.
         evicted = not counted and conn.total_changes - inserting > 2 * len(keys)
-        self.copy.wrote(before, None if evicted else {
-            key: (value, kind | bits, expires, seq + number)
-            for number, (key, (value, kind, expires)) in enumerate(held.items())
-        })
+        self.copy.wrote(before, None if evicted else entries)
 
     def set_many(self, items: Iterable[tuple[str, bytes, int]], expires: float | None) -> None:
         cache = self.cache
         with self.lock:
             with self.transaction() as conn:
-                if self.local:
-                    self._tick(time.time())
+                self._tick(time.time())
                 conn.executemany(self._set, [
                     (key, cache, bytearray(value), kind, expires, self.seq + number if self.local else cache)
                     for number, (key, value, kind) in enumerate(items)
